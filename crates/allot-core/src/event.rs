@@ -1,0 +1,100 @@
+//! The one normalised change event every source is decoded into.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Millis, ObjectKind, Value};
+
+/// Version of the [`ChangeEvent`] JSON schema (`v` field).
+pub const EVENT_VERSION: u8 = 1;
+
+/// Where an event came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Crm {
+    Salesforce,
+    Hubspot,
+    /// allot's own JSON envelope (already canonical field names).
+    Native,
+}
+
+impl Crm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Crm::Salesforce => "salesforce",
+            Crm::Hubspot => "hubspot",
+            Crm::Native => "native",
+        }
+    }
+}
+
+impl fmt::Display for Crm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happened to the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    Create,
+    Update,
+    Delete,
+    Undelete,
+    /// The CRM could not send the change itself (Salesforce GAP_*): re-read the record.
+    Gap,
+    /// Too many changes to describe (Salesforce GAP_OVERFLOW): resync the whole object kind.
+    Overflow,
+}
+
+/// A decoded, normalised change to one record.
+///
+/// `fields` holds exactly the values the event carried, under the CRM's own
+/// field names (compound fields flattened to the REST names, e.g.
+/// `BillingAddress.State` → `BillingState`). A `Value::Null` in `fields` means
+/// the CRM said the field was cleared; a field that is absent was not sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangeEvent {
+    pub v: u8,
+    pub source: Crm,
+    /// Unique per event and record (dedupe key): replay id or HubSpot eventId,
+    /// suffixed with the record id when one CRM event fans out to several records.
+    pub event_id: String,
+    pub object: ObjectKind,
+    /// `None` only for [`ChangeKind::Overflow`].
+    pub record_id: Option<String>,
+    pub change: ChangeKind,
+    /// Fields the CRM says changed (CRM names). Empty for creates when not sent.
+    #[serde(default)]
+    pub changed_fields: Vec<String>,
+    #[serde(default)]
+    pub fields: BTreeMap<String, Value>,
+    /// Commit time in the CRM, epoch ms.
+    #[serde(default)]
+    pub commit_time: Option<Millis>,
+    /// Order within one CRM transaction (Salesforce `sequenceNumber`).
+    #[serde(default)]
+    pub sequence: Option<i64>,
+    #[serde(default)]
+    pub commit_user: Option<String>,
+    /// Who caused the change: Salesforce `changeOrigin`, HubSpot `changeSource`/`sourceId`.
+    #[serde(default)]
+    pub origin: Option<String>,
+    /// Salesforce `transactionKey`, HubSpot `subscriptionId`, when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<String>,
+}
+
+impl ChangeEvent {
+    /// Ordering key for "is this event older than what was applied": commit
+    /// time, then sequence. Missing parts sort first.
+    pub fn order_key(&self) -> (Millis, i64) {
+        (
+            self.commit_time.unwrap_or(Millis::MIN),
+            self.sequence.unwrap_or(i64::MIN),
+        )
+    }
+}
