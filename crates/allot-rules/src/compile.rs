@@ -340,7 +340,7 @@ fn compile_territories(
         };
         out[i].criteria = criteria;
         out[i].owner = owner;
-        if out[i].owner.is_none() {
+        if out[i].owner.is_none() && specs[i].get_ref().owner.is_none() {
             ctx.error(specs[i].span().start, format!("territory \"{}\" has no owner, nor has any ancestor", out[i].id));
         }
     }
