@@ -1,0 +1,12 @@
+//! HubSpot CRM v3: private-app or OAuth tokens, batch owner updates, record
+//! reads, owners, and webhook signatures (v3).
+
+pub mod auth;
+mod client;
+pub mod request;
+pub mod signature;
+
+pub use auth::HubSpotAuth;
+pub use client::{HubSpotClient, HubSpotConfig};
+pub use request::{HubSpotOwner, HubSpotRateLimit};
+pub use signature::{hubspot_signature_v3, verify_hubspot_signature_v3, SignatureError};

@@ -1,0 +1,9 @@
+//! Salesforce REST: OAuth (client credentials, JWT bearer), composite owner
+//! updates, record reads and the users query.
+
+pub mod auth;
+mod client;
+pub mod request;
+
+pub use auth::{JwtClaims, SalesforceAuth};
+pub use client::{SalesforceClient, SalesforceConfig};
