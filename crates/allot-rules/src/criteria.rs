@@ -1,8 +1,9 @@
 //! Compiled criteria and their evaluation against a prepared record.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
-use allot_core::Record;
+use allot_core::{Record, Value};
 use regex::Regex;
 
 use crate::normalize::{domain_matches, domain_of, Norm};
@@ -32,53 +33,44 @@ pub enum Criterion {
 
 /// One record field, prepared once per decision.
 #[derive(Debug, Clone)]
-pub struct Prepared {
-    pub raw: String,
+pub struct Prepared<'r> {
+    pub raw: Cow<'r, str>,
     pub norm: String,
     pub num: Option<f64>,
 }
 
 /// The fields of a record that the rules read, by [`FieldId`].
 #[derive(Debug, Clone)]
-pub struct PreparedRecord {
-    pub values: Vec<Option<Prepared>>,
+pub struct PreparedRecord<'r> {
+    pub values: Vec<Option<Prepared<'r>>>,
 }
 
-impl PreparedRecord {
+impl<'r> PreparedRecord<'r> {
     /// Prepares `record` for the rule set's fields. An empty or blank string
     /// counts as missing: CRMs send `""` for cleared fields as often as null.
-    pub fn new(record: &Record, fields: &[String]) -> Self {
+    pub fn new(record: &'r Record, fields: &[String]) -> Self {
         let values = fields
             .iter()
             .map(|name| {
-                let v = lookup(record, name)?;
-                let raw = v.trim().to_string();
+                let (raw, num) = match record.field(name) {
+                    Some(v @ Value::Str(s)) => (Cow::Borrowed(s.trim()), v.as_num()),
+                    Some(v) => (Cow::Owned(v.as_text()?), v.as_num()),
+                    None if name == "domain" => (Cow::Owned(record_domain(record)?), None),
+                    None => return None,
+                };
                 if raw.is_empty() {
                     return None;
                 }
                 let norm = Norm::for_field(name).apply(&raw);
-                let num = record.field(name).and_then(|v| v.as_num());
                 Some(Prepared { raw, norm, num })
             })
             .collect();
         PreparedRecord { values }
     }
 
-    pub fn get(&self, f: FieldId) -> Option<&Prepared> {
+    pub fn get(&self, f: FieldId) -> Option<&Prepared<'r>> {
         self.values.get(f).and_then(Option::as_ref)
     }
-}
-
-/// A field's text; `domain` is derived from `email` or `website` when the
-/// record does not carry it.
-fn lookup(record: &Record, name: &str) -> Option<String> {
-    if let Some(v) = record.field(name).and_then(|v| v.as_text()) {
-        return Some(v);
-    }
-    if name == "domain" {
-        return record_domain(record);
-    }
-    None
 }
 
 /// The record's company domain: `domain`, else the email's, else the website host.
@@ -90,7 +82,7 @@ pub fn record_domain(record: &Record) -> Option<String> {
 }
 
 impl Criterion {
-    pub fn eval(&self, r: &PreparedRecord) -> bool {
+    pub fn eval(&self, r: &PreparedRecord<'_>) -> bool {
         match self {
             Criterion::True => true,
             Criterion::In { field, values } => r.get(*field).is_some_and(|p| values.contains(&p.norm)),
@@ -152,6 +144,7 @@ impl Criterion {
 fn atoms_disjoint(x: &Criterion, y: &Criterion) -> bool {
     use Criterion::*;
     match (x, y) {
+        (Any(xs), other) | (other, Any(xs)) => xs.iter().all(|x| x.disjoint(other)),
         (In { field: f, values: a }, In { field: g, values: b }) if f == g => a.is_disjoint(b),
         (In { field: f, values: a }, NotIn { field: g, values: b })
         | (NotIn { field: g, values: b }, In { field: f, values: a })

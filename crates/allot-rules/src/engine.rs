@@ -11,6 +11,25 @@ use crate::distribute::distribute;
 use crate::model::{Owner, RuleSet, Step, Territory};
 use crate::reps::iso;
 
+/// Adds an explanation line when the decision is explained in full.
+macro_rules! say {
+    ($d:expr, $($arg:tt)*) => {
+        if $d.full {
+            $d.explanation.push(format!($($arg)*));
+        }
+    };
+}
+
+/// How much a decision says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detail {
+    /// Explanation lines and every candidate's reason (the default).
+    Full,
+    /// Owner, territory, strategy and state changes only: for bulk
+    /// realignment, where only the outcome is counted.
+    Lean,
+}
+
 /// A decision and the state changes it implies (apply them before the next decision).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
@@ -46,13 +65,13 @@ fn find(rules: &RuleSet, r: &PreparedRecord, kind: ObjectKind, matcher: Matcher)
 
 /// Decides who owns `record` at `now` under `rules`, given `state`.
 pub fn decide(rules: &RuleSet, state: &EngineState, record: &Record, now: Millis) -> Outcome {
-    decide_with(rules, state, record, now, Matcher::Indexed)
+    decide_with(rules, state, record, now, Matcher::Indexed, Detail::Full)
 }
 
-pub fn decide_with(rules: &RuleSet, state: &EngineState, record: &Record, now: Millis, matcher: Matcher) -> Outcome {
+pub fn decide_with(rules: &RuleSet, state: &EngineState, record: &Record, now: Millis, matcher: Matcher, detail: Detail) -> Outcome {
     let prepared = PreparedRecord::new(record, &rules.fields);
     let found = find(rules, &prepared, record.object, matcher);
-    let mut d = Draft::new(rules, state, record, now, &found);
+    let mut d = Draft::new(rules, state, record, now, &found, detail == Detail::Full);
     d.engage();
     d.finish()
 }
@@ -69,6 +88,8 @@ struct Draft<'a> {
     state: &'a EngineState,
     record: &'a Record,
     now: Millis,
+    /// Whether to write explanation lines and candidate reasons.
+    full: bool,
     live: Vec<usize>,
     notes: Vec<CandidateNote>,
     explanation: Vec<String>,
@@ -83,7 +104,7 @@ struct Draft<'a> {
 }
 
 impl<'a> Draft<'a> {
-    fn new(rules: &'a RuleSet, state: &'a EngineState, record: &'a Record, now: Millis, found: &[usize]) -> Self {
+    fn new(rules: &'a RuleSet, state: &'a EngineState, record: &'a Record, now: Millis, found: &[usize], full: bool) -> Self {
         let notes = found
             .iter()
             .map(|&i| {
@@ -92,9 +113,9 @@ impl<'a> Draft<'a> {
             })
             .collect();
         let mut explanation = Vec::new();
-        if found.is_empty() {
+        if full && found.is_empty() {
             explanation.push("no territory matched".to_string());
-        } else {
+        } else if full {
             let ids: Vec<String> = found.iter().map(|&i| rules.territories[i].id.clone()).collect();
             explanation.push(format!("matched {} territor{}: {}", found.len(), if found.len() == 1 { "y" } else { "ies" }, ids.join(", ")));
         }
@@ -103,6 +124,7 @@ impl<'a> Draft<'a> {
             state,
             record,
             now,
+            full,
             live: found.to_vec(),
             notes,
             explanation,
@@ -127,7 +149,8 @@ impl<'a> Draft<'a> {
             if !keep.contains(&i) {
                 let id = &self.rules.territories[i].id;
                 if let Some(n) = self.notes.iter_mut().find(|n| &n.territory == id) {
-                    n.outcome = CandidateOutcome::Lost { strategy, reason: reason(&self.rules.territories[i]) };
+                    let reason = if self.full { reason(&self.rules.territories[i]) } else { String::new() };
+                    n.outcome = CandidateOutcome::Lost { strategy, reason };
                 }
             }
         }
@@ -154,7 +177,7 @@ impl<'a> Draft<'a> {
                     let winner = self.t(min).id.clone();
                     self.warnings.push(format!("only the tie-break separated {} (smallest id wins)", self.live_ids()));
                     self.drop_others(&[min], Strategy::TieBreak, |_| format!("tie-break: \"{winner}\" has the smaller id"));
-                    self.explanation.push(format!("tie_break: \"{winner}\" has the smallest id"));
+                    say!(self, "tie_break: \"{winner}\" has the smallest id");
                     self.settled = Settled::Territory(min, Strategy::TieBreak);
                 }
             }
@@ -198,8 +221,10 @@ impl<'a> Draft<'a> {
         let Some(best) = self.live.iter().map(|&i| key(self.t(i))).max() else { return };
         let keep: Vec<usize> = self.live.iter().copied().filter(|&i| key(self.t(i)) == best).collect();
         if keep.len() < self.live.len() {
-            let kept: Vec<&str> = keep.iter().map(|&i| self.t(i).id.as_str()).collect();
-            self.explanation.push(format!("{}: kept {} ({best})", strategy.as_str(), kept.join(", ")));
+            if self.full {
+                let kept: Vec<&str> = keep.iter().map(|&i| self.t(i).id.as_str()).collect();
+                say!(self, "{}: kept {} ({best})", strategy.as_str(), kept.join(", "));
+            }
             self.drop_others(&keep, strategy, |t| format!("{worse} ({} < {best})", key(t)));
         }
     }
@@ -225,7 +250,7 @@ impl<'a> Draft<'a> {
         match &named.owner {
             Owner::Rep(rep) => {
                 if let Some(why) = self.rules.rep(rep).and_then(|x| x.ineligible(None, self.state, self.now)) {
-                    self.explanation.push(format!("named_account: \"{}\" owner {rep} is {why}; handing on", named.id));
+                    say!(self, "named_account: \"{}\" owner {rep} is {why}; handing on", named.id);
                     return;
                 }
                 let why = format!("named_account: \"{}\" is owned by {rep}", named.id);
@@ -253,7 +278,7 @@ impl<'a> Draft<'a> {
         }
         let Some(domain) = record_domain(self.record) else { return };
         if self.rules.free_mail.contains(&domain) {
-            self.explanation.push(format!("lead_to_account: {domain} is a free-mail domain; not matched"));
+            say!(self, "lead_to_account: {domain} is a free-mail domain; not matched");
             return;
         }
         let Some(accounts) = self.state.accounts_by_domain.get(&domain) else { return };
@@ -269,7 +294,7 @@ impl<'a> Draft<'a> {
         let Some(owner) = acc.owner.clone() else { return };
         if let Some(rep) = self.rules.rep(&owner) {
             if !rep.active {
-                self.explanation.push(format!("lead_to_account: account {} owner {owner} is inactive; handing on", acc.account_id));
+                say!(self, "lead_to_account: account {} owner {owner} is inactive; handing on", acc.account_id);
                 return;
             }
         }
@@ -282,7 +307,7 @@ impl<'a> Draft<'a> {
         let Some(rep) = self.rules.rep(&owner) else { return };
         if let (Some(window), Some(since)) = (self.rules.existing_owner_window, self.record.owner_since) {
             if self.now - since > window {
-                self.explanation.push(format!("existing_owner: {owner}'s protection ended (owner since {})", iso(since)));
+                say!(self, "existing_owner: {owner}'s protection ended (owner since {})", iso(since));
                 return;
             }
         }
@@ -290,7 +315,7 @@ impl<'a> Draft<'a> {
         // to keeping it, only being active and present.
         if !rep.active || rep.away_until(self.now).is_some() {
             let why = if rep.active { "out of office" } else { "inactive" };
-            self.explanation.push(format!("existing_owner: {owner} is {why}; not kept"));
+            say!(self, "existing_owner: {owner} is {why}; not kept");
             return;
         }
         let Some(rep_ix) = self.rules.rep_ix.get(&owner).copied() else { return };
@@ -317,7 +342,7 @@ impl<'a> Draft<'a> {
         let t = self.t(ti);
         self.territory = Some(ti);
         self.strategy = strategy;
-        self.explanation.push(format!("winner: \"{}\" ({})", t.id, strategy.as_str()));
+        say!(self, "winner: \"{}\" ({})", t.id, strategy.as_str());
         let reason = match &t.owner {
             Some(owner) => match self.assign(owner, Some(t)) {
                 Ok(()) => return,
@@ -343,7 +368,7 @@ impl<'a> Draft<'a> {
                 }
                 self.distribution = Some(DistributionNote { team: None, method: "rep".into(), rep: Some(rep.clone()), skipped: vec![] });
                 self.owner = Some(rep.clone());
-                self.explanation.push(format!("owner: {rep}"));
+                say!(self, "owner: {rep}");
                 Ok(())
             }
             Owner::Team { team, method } => {
@@ -354,7 +379,7 @@ impl<'a> Draft<'a> {
                     Some(m) => {
                         let rep = self.rules.reps[m].id.clone();
                         let skip = if skipped.is_empty() { String::new() } else { format!(" (skipped: {})", skipped.join("; ")) };
-                        self.explanation.push(format!("{} in team {team_id} picked {rep}{skip}", method.as_str()));
+                        say!(self, "{} in team {team_id} picked {rep}{skip}", method.as_str());
                         self.owner = Some(rep);
                         self.ops.extend(pick.cursor);
                         Ok(())
@@ -368,7 +393,7 @@ impl<'a> Draft<'a> {
     }
 
     fn fall_back(&mut self, chain: Vec<&Owner>, first_reason: String, t: Option<&Territory>) {
-        self.explanation.push(format!("fallback: {first_reason}"));
+        say!(self, "fallback: {first_reason}");
         self.strategy = Strategy::Fallback;
         self.fallback_reason = Some(first_reason);
         let global = self.rules.fallback.as_ref();
@@ -378,7 +403,7 @@ impl<'a> Draft<'a> {
                 Owner::Rep(rep) if self.rules.rep(rep).is_some_and(|r| !r.active) => Err(format!("fallback {rep} is inactive")),
                 Owner::Rep(rep) => {
                     self.owner = Some(rep.clone());
-                    self.explanation.push(format!("fallback owner: {rep}"));
+                    say!(self, "fallback owner: {rep}");
                     Ok(())
                 }
                 team => self.assign(team, t),

@@ -18,7 +18,7 @@ mod overlap;
 pub mod realign;
 mod reps;
 
-pub use engine::{candidates, decide, decide_with, release, Matcher, Outcome};
+pub use engine::{candidates, decide, decide_with, release, Detail, Matcher, Outcome};
 pub use model::{
     Diagnostic, Method, NamedAccount, Owner, Rep, RuleSet, RulesError, Step, Team, Territory,
     WorkingHours,

@@ -54,16 +54,19 @@ fn postal(t: &str) -> String {
 /// Lower-case alpha-2 code for a lower-case country name, alias or code.
 fn country_code(t: &str) -> Option<&'static str> {
     let t = t.trim_end_matches('.');
+    // Codes first: most CRM values already are codes.
     COUNTRIES
         .iter()
-        .find(|(code, names)| *code == t || names.contains(&t))
+        .find(|(code, _)| *code == t)
+        .or_else(|| COUNTRIES.iter().find(|(_, names)| names.contains(&t)))
         .map(|(code, _)| *code)
 }
 
 fn state_code(t: &str) -> Option<&'static str> {
     STATES
         .iter()
-        .find(|(code, name)| *code == t || *name == t)
+        .find(|(code, _)| *code == t)
+        .or_else(|| STATES.iter().find(|(_, name)| *name == t))
         .map(|(code, _)| *code)
 }
 

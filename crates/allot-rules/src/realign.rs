@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use allot_core::{EngineState, Millis, ObjectKind, Record};
 use serde::Serialize;
 
-use crate::{decide, RuleSet};
+use crate::{decide_with, Detail, Matcher, RuleSet};
 
 /// One record whose owner differs between the two rule sets.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -53,58 +53,59 @@ pub struct RealignReport {
     pub balance_after: Balance,
 }
 
-/// Decides each record under both rule sets, each with its own state flowing
-/// from record to record in input order.
-pub struct Realigner<'a> {
-    old: &'a RuleSet,
-    new: &'a RuleSet,
-    old_state: EngineState,
-    new_state: EngineState,
+/// Where one rule set puts a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub owner: Option<String>,
+    pub territory: Option<String>,
+}
+
+/// One rule set with its own state flowing from record to record in order.
+/// Two sides are independent, so callers may run them on two threads.
+pub struct Side<'a> {
+    rules: &'a RuleSet,
+    state: EngineState,
     now: Millis,
-    report: RealignReport,
+}
+
+impl<'a> Side<'a> {
+    pub fn new(rules: &'a RuleSet, state: EngineState, now: Millis) -> Self {
+        Side { rules, state, now }
+    }
+
+    pub fn place(&mut self, record: &Record) -> Placement {
+        let out = decide_with(self.rules, &self.state, record, self.now, Matcher::Indexed, Detail::Lean);
+        self.state.apply(&out.ops);
+        Placement { owner: out.decision.owner, territory: out.decision.territory }
+    }
 }
 
 const NONE: &str = "(none)";
 
-impl<'a> Realigner<'a> {
-    pub fn new(old: &'a RuleSet, new: &'a RuleSet, state: EngineState, now: Millis, balance_field: Option<String>) -> Self {
+/// Counts placements before and after into a [`RealignReport`].
+pub struct Tallies {
+    report: RealignReport,
+}
+
+impl Tallies {
+    pub fn new(old: &RuleSet, new: &RuleSet, balance_field: Option<String>) -> Self {
         let report = RealignReport {
             old_version: old.version.clone(),
             new_version: new.version.clone(),
             balance_field,
             ..RealignReport::default()
         };
-        Realigner { old, new, old_state: state.clone(), new_state: state, now, report }
+        Tallies { report }
     }
 
-    /// Adds one record; returns its move when the owner changes.
-    pub fn push(&mut self, record: &Record) -> Option<Move> {
-        let a = decide(self.old, &self.old_state, record, self.now);
-        self.old_state.apply(&a.ops);
-        let b = decide(self.new, &self.new_state, record, self.now);
-        self.new_state.apply(&b.ops);
-        let (a, b) = (a.decision, b.decision);
+    /// Adds one record placed by both sides; returns its move when the owner changes.
+    pub fn add(&mut self, record: &Record, a: Placement, b: Placement) -> Option<Move> {
         let weight = self.report.balance_field.as_deref().and_then(|f| record.field(f)).and_then(|v| v.as_num()).unwrap_or(0.0);
         let r = &mut self.report;
         r.records += 1;
-        let key = |x: &Option<String>| x.clone().unwrap_or_else(|| NONE.to_string());
-        let moved = a.owner != b.owner;
-        for (map, from, to) in [(&mut r.territories, key(&a.territory), key(&b.territory)), (&mut r.reps, key(&a.owner), key(&b.owner))] {
-            let t = map.entry(from.clone()).or_default();
-            t.before += 1;
-            t.sum_before += weight;
-            let changed = from != to;
-            if changed {
-                t.moved_out += 1;
-            }
-            let t = map.entry(to).or_default();
-            t.after += 1;
-            t.sum_after += weight;
-            if changed {
-                t.moved_in += 1;
-            }
-        }
-        moved.then(|| {
+        count(&mut r.territories, a.territory.as_deref(), b.territory.as_deref(), weight);
+        count(&mut r.reps, a.owner.as_deref(), b.owner.as_deref(), weight);
+        (a.owner != b.owner).then(|| {
             r.moved += 1;
             Move { id: record.id.clone(), object: record.object, from_owner: a.owner, to_owner: b.owner, from_territory: a.territory, to_territory: b.territory }
         })
@@ -112,14 +113,6 @@ impl<'a> Realigner<'a> {
 
     pub fn finish(mut self) -> RealignReport {
         let reps: Vec<&Tally> = self.report.reps.iter().filter(|(k, _)| k.as_str() != NONE).map(|(_, v)| v).collect();
-        let cv = |xs: Vec<f64>| {
-            let n = xs.len() as f64;
-            let mean = xs.iter().sum::<f64>() / n;
-            if xs.is_empty() || mean == 0.0 {
-                return 0.0;
-            }
-            (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt() / mean
-        };
         self.report.balance_before = Balance {
             cv_count: cv(reps.iter().filter(|t| t.before > 0).map(|t| t.before as f64).collect()),
             cv_sum: cv(reps.iter().filter(|t| t.before > 0).map(|t| t.sum_before).collect()),
@@ -129,5 +122,57 @@ impl<'a> Realigner<'a> {
             cv_sum: cv(reps.iter().filter(|t| t.after > 0).map(|t| t.sum_after).collect()),
         };
         self.report
+    }
+}
+
+fn tally<'m>(map: &'m mut BTreeMap<String, Tally>, key: Option<&str>) -> &'m mut Tally {
+    let key = key.unwrap_or(NONE);
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), Tally::default());
+    }
+    map.get_mut(key).expect("inserted above")
+}
+
+fn count(map: &mut BTreeMap<String, Tally>, from: Option<&str>, to: Option<&str>, weight: f64) {
+    let moved = from != to;
+    let t = tally(map, from);
+    t.before += 1;
+    t.sum_before += weight;
+    t.moved_out += u64::from(moved);
+    let t = tally(map, to);
+    t.after += 1;
+    t.sum_after += weight;
+    t.moved_in += u64::from(moved);
+}
+
+/// Coefficient of variation: standard deviation over mean (0 when empty).
+fn cv(xs: Vec<f64>) -> f64 {
+    let n = xs.len() as f64;
+    let mean = xs.iter().sum::<f64>() / n;
+    if xs.is_empty() || mean == 0.0 {
+        return 0.0;
+    }
+    (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt() / mean
+}
+
+/// Both sides and the tallies on one thread: the simple way to realign.
+pub struct Realigner<'a> {
+    old: Side<'a>,
+    new: Side<'a>,
+    tallies: Tallies,
+}
+
+impl<'a> Realigner<'a> {
+    pub fn new(old: &'a RuleSet, new: &'a RuleSet, state: EngineState, now: Millis, balance_field: Option<String>) -> Self {
+        Realigner { old: Side::new(old, state.clone(), now), new: Side::new(new, state, now), tallies: Tallies::new(old, new, balance_field) }
+    }
+
+    pub fn push(&mut self, record: &Record) -> Option<Move> {
+        let (a, b) = (self.old.place(record), self.new.place(record));
+        self.tallies.add(record, a, b)
+    }
+
+    pub fn finish(self) -> RealignReport {
+        self.tallies.finish()
     }
 }

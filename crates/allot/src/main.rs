@@ -1,1 +1,46 @@
-fn main() {}
+//! The `allot` command: one binary for every mode and tool.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod input;
+
+/// Real-time routing of CRM leads and accounts to the right sales rep.
+#[derive(Parser)]
+#[command(name = "allot", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a rules file; exit 0 when valid, 1 otherwise (diagnostics on stderr).
+    Validate(cmd::validate::Args),
+    /// Decide records (JSON lines) under a rules file and print each decision.
+    Simulate(cmd::simulate::Args),
+    /// Compare two rule sets over a set of records: moves and balance per territory and rep.
+    Realign(cmd::realign::Args),
+    /// Generate deterministic synthetic rules or records (for benchmarks and drills).
+    #[command(subcommand)]
+    Gen(cmd::gen::Gen),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(a) => cmd::validate::run(a),
+        Command::Simulate(a) => cmd::simulate::run(a),
+        Command::Realign(a) => cmd::realign::run(a),
+        Command::Gen(g) => cmd::gen::run(g),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("allot: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

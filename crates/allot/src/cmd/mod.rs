@@ -1,0 +1,6 @@
+//! One module per subcommand.
+
+pub mod gen;
+pub mod realign;
+pub mod simulate;
+pub mod validate;
