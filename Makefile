@@ -1,0 +1,39 @@
+# allot — common tasks. `make test` is what CI runs.
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: run test fmt lint check bench bench-realign build clean
+
+## Run the main job on embedded defaults (no Kafka, no CRM account needed).
+run:
+	$(CARGO) run --release -p allot -- simulate --rules config/rules.example.toml --records config/demo-records.jsonl --now 2026-11-25T17:00:00Z
+
+## Format check, lints as errors, then every test.
+test: fmt lint
+	$(CARGO) test --workspace --all-targets --no-fail-fast
+	$(CARGO) test --workspace --doc
+
+fmt:
+	$(CARGO) fmt --all -- --check
+
+lint:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+build:
+	$(CARGO) build --release -p allot
+
+## Criterion benchmarks (decisions per second at 100 … 100,000 territories).
+bench:
+	$(CARGO) bench -p allot-rules --bench decide
+
+## Realignment of 1,000,000 generated accounts between two generated rule sets.
+bench-realign: build
+	mkdir -p target/bench
+	./target/release/allot gen rules --territories 1000 --seed 1 > target/bench/old.toml
+	./target/release/allot gen rules --territories 1000 --seed 2 > target/bench/new.toml
+	./target/release/allot gen records --count 1000000 --seed 3 --object account > target/bench/accounts.jsonl
+	time ./target/release/allot realign --rules target/bench/old.toml --to target/bench/new.toml \
+		--records target/bench/accounts.jsonl --now 2026-11-25T17:00:00Z --top 5
+
+clean:
+	$(CARGO) clean
