@@ -10,8 +10,8 @@ mod record;
 mod state;
 
 pub use decision::{
-    CandidateNote, CandidateOutcome, Decision, DistributionNote, OwnerChange, SkippedRep,
-    Strategy, DECISION_VERSION,
+    CandidateNote, CandidateOutcome, Decision, DistributionNote, OwnerChange, SkippedRep, Strategy,
+    DECISION_VERSION,
 };
 pub use event::{ChangeEvent, ChangeKind, Crm, EVENT_VERSION};
 pub use record::{ObjectKind, Record, Value};

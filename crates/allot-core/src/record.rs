@@ -77,7 +77,11 @@ impl Value {
         match self {
             Value::Num(n) if n.is_finite() => Some(*n),
             Value::Str(s) => {
-                let t: String = s.trim().chars().filter(|c| *c != ',' && *c != '_').collect();
+                let t: String = s
+                    .trim()
+                    .chars()
+                    .filter(|c| *c != ',' && *c != '_')
+                    .collect();
                 t.parse::<f64>().ok().filter(|n| n.is_finite())
             }
             _ => None,

@@ -36,13 +36,28 @@ pub struct DailyCount {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum StateOp {
-    SetCursor { team: String, cursor: Cursor },
+    SetCursor {
+        team: String,
+        cursor: Cursor,
+    },
     /// Open-record count of a rep changes by `delta`.
-    OpenDelta { rep: String, delta: i64 },
+    OpenDelta {
+        rep: String,
+        delta: i64,
+    },
     /// One more record assigned to `rep` on `day`.
-    DailyInc { rep: String, day: i64 },
-    UpsertAccount { domain: String, account: AccountRef },
-    RemoveAccount { domain: String, account_id: String },
+    DailyInc {
+        rep: String,
+        day: i64,
+    },
+    UpsertAccount {
+        domain: String,
+        account: AccountRef,
+    },
+    RemoveAccount {
+        domain: String,
+        account_id: String,
+    },
 }
 
 /// Everything the engine remembers between decisions.
@@ -92,7 +107,10 @@ impl EngineState {
                 if d.day == *day {
                     d.count += 1;
                 } else if d.day < *day || d.count == 0 {
-                    *d = DailyCount { day: *day, count: 1 };
+                    *d = DailyCount {
+                        day: *day,
+                        count: 1,
+                    };
                 }
             }
             StateOp::UpsertAccount { domain, account } => {
@@ -119,7 +137,10 @@ mod tests {
     #[test]
     fn daily_counts_reset_on_a_new_day() {
         let mut s = EngineState::default();
-        let inc = |day| StateOp::DailyInc { rep: "r".into(), day };
+        let inc = |day| StateOp::DailyInc {
+            rep: "r".into(),
+            day,
+        };
         s.apply(&[inc(10), inc(10), inc(11)]);
         assert_eq!(s.daily_count("r", 11), 1);
         assert_eq!(s.daily_count("r", 10), 0);
@@ -128,7 +149,10 @@ mod tests {
     #[test]
     fn open_counts_never_go_negative() {
         let mut s = EngineState::default();
-        s.apply(&[StateOp::OpenDelta { rep: "r".into(), delta: -3 }]);
+        s.apply(&[StateOp::OpenDelta {
+            rep: "r".into(),
+            delta: -3,
+        }]);
         assert_eq!(s.open_count("r"), 0);
     }
 
@@ -137,7 +161,11 @@ mod tests {
         let mut s = EngineState::default();
         let acc = |owner: &str, t| StateOp::UpsertAccount {
             domain: "acme.com".into(),
-            account: AccountRef { account_id: "a1".into(), owner: Some(owner.into()), updated_at: t },
+            account: AccountRef {
+                account_id: "a1".into(),
+                owner: Some(owner.into()),
+                updated_at: t,
+            },
         };
         s.apply(&[acc("x", 1), acc("y", 2)]);
         let list = &s.accounts_by_domain["acme.com"];

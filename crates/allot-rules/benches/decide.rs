@@ -23,11 +23,19 @@ fn bench(c: &mut Criterion) {
         let (rules, records) = setup(n);
         let state = EngineState::default();
         let mut i = 0usize;
-        for (name, matcher, detail) in [("indexed", Matcher::Indexed, Detail::Full), ("indexed-lean", Matcher::Indexed, Detail::Lean), ("naive", Matcher::Naive, Detail::Full)] {
+        for (name, matcher, detail) in [
+            ("indexed", Matcher::Indexed, Detail::Full),
+            ("indexed-lean", Matcher::Indexed, Detail::Lean),
+            ("naive", Matcher::Naive, Detail::Full),
+        ] {
             if matcher == Matcher::Naive && n >= 100_000 {
-                group.sample_size(10).measurement_time(Duration::from_secs(10));
+                group
+                    .sample_size(10)
+                    .measurement_time(Duration::from_secs(10));
             } else {
-                group.sample_size(50).measurement_time(Duration::from_secs(3));
+                group
+                    .sample_size(50)
+                    .measurement_time(Duration::from_secs(3));
             }
             group.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
                 b.iter(|| {

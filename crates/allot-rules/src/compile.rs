@@ -32,7 +32,11 @@ impl Ctx<'_> {
 
     pub fn error(&mut self, offset: usize, message: impl Into<String>) {
         let at = Some(self.at(offset));
-        self.diags.push(Diagnostic { warning: false, at, message: message.into() });
+        self.diags.push(Diagnostic {
+            warning: false,
+            at,
+            message: message.into(),
+        });
     }
 
     fn field(&mut self, name: &str) -> FieldId {
@@ -40,7 +44,8 @@ impl Ctx<'_> {
             return id;
         }
         self.fields.push(name.to_string());
-        self.field_ix.insert(name.to_string(), self.fields.len() - 1);
+        self.field_ix
+            .insert(name.to_string(), self.fields.len() - 1);
         self.fields.len() - 1
     }
 }
@@ -49,17 +54,34 @@ impl RuleSet {
     /// Parses and validates a rules file. `origin` names it in diagnostics
     /// (usually the path).
     pub fn from_toml(text: &str, origin: &str) -> Result<RuleSet, RulesError> {
-        let fail = |diagnostics| RulesError { origin: origin.to_string(), diagnostics };
+        let fail = |diagnostics| RulesError {
+            origin: origin.to_string(),
+            diagnostics,
+        };
         let file: RulesFile = match toml::from_str(text) {
             Ok(f) => f,
             Err(e) => {
-                let ctx = Ctx { text, diags: vec![], fields: vec![], field_ix: HashMap::new() };
+                let ctx = Ctx {
+                    text,
+                    diags: vec![],
+                    fields: vec![],
+                    field_ix: HashMap::new(),
+                };
                 let at = e.span().map(|s| ctx.at(s.start));
                 let message = e.message().trim().to_string();
-                return Err(fail(vec![Diagnostic { warning: false, at, message }]));
+                return Err(fail(vec![Diagnostic {
+                    warning: false,
+                    at,
+                    message,
+                }]));
             }
         };
-        let mut ctx = Ctx { text, diags: vec![], fields: vec![], field_ix: HashMap::new() };
+        let mut ctx = Ctx {
+            text,
+            diags: vec![],
+            fields: vec![],
+            field_ix: HashMap::new(),
+        };
         let rules = build(&mut ctx, file, text);
         let (errors, warnings): (Vec<_>, Vec<_>) = ctx.diags.into_iter().partition(|d| !d.warning);
         match rules {
@@ -96,7 +118,13 @@ fn build(ctx: &mut Ctx, file: RulesFile, text: &str) -> Option<RuleSet> {
             continue;
         }
         let Some(method) = Method::parse(&t.method) else {
-            ctx.error(start, format!("team \"{}\": unknown method \"{}\" (round_robin, weighted, least_loaded)", t.id, t.method));
+            ctx.error(
+                start,
+                format!(
+                    "team \"{}\": unknown method \"{}\" (round_robin, weighted, least_loaded)",
+                    t.id, t.method
+                ),
+            );
             continue;
         };
         if t.members.is_empty() {
@@ -105,35 +133,61 @@ fn build(ctx: &mut Ctx, file: RulesFile, text: &str) -> Option<RuleSet> {
         let mut members = Vec::new();
         for m in &t.members {
             match rep_ix.get(m) {
-                Some(&i) if members.contains(&i) => {
-                    ctx.error(start, format!("team \"{}\": rep \"{m}\" listed twice", t.id))
-                }
+                Some(&i) if members.contains(&i) => ctx.error(
+                    start,
+                    format!("team \"{}\": rep \"{m}\" listed twice", t.id),
+                ),
                 Some(&i) => members.push(i),
                 None => ctx.error(start, format!("team \"{}\": undefined rep \"{m}\"", t.id)),
             }
         }
         team_ix.insert(t.id.clone(), teams.len());
-        teams.push(Team { id: t.id.clone(), name: t.name.clone(), members, method });
+        teams.push(Team {
+            id: t.id.clone(),
+            name: t.name.clone(),
+            members,
+            method,
+        });
     }
 
-    let owners = OwnerResolver { rep_ix: &rep_ix, team_ix: &team_ix, teams: &teams };
-    let fallback = file.fallback.as_ref().and_then(|f| {
-        owners.resolve(ctx, f.get_ref(), f.span().start, "global fallback")
-    });
+    let owners = OwnerResolver {
+        rep_ix: &rep_ix,
+        team_ix: &team_ix,
+        teams: &teams,
+    };
+    let fallback = file
+        .fallback
+        .as_ref()
+        .and_then(|f| owners.resolve(ctx, f.get_ref(), f.span().start, "global fallback"));
     let order = engagement_order(ctx, &file);
-    let existing_owner_window = file.engagement.existing_owner_days.map(|d| i64::from(d) * DAY_MS);
+    let existing_owner_window = file
+        .engagement
+        .existing_owner_days
+        .map(|d| i64::from(d) * DAY_MS);
     let mut free_mail: HashSet<String> = FREE_MAIL.iter().map(|s| s.to_string()).collect();
-    free_mail.extend(file.engagement.free_mail_domains.iter().map(|d| d.trim().to_lowercase()));
+    free_mail.extend(
+        file.engagement
+            .free_mail_domains
+            .iter()
+            .map(|d| d.trim().to_lowercase()),
+    );
 
     let territories = compile_territories(ctx, &file.territories, &owners);
     let mut named_accounts = Vec::new();
     for spec in &file.named_accounts {
         let (n, start) = (spec.get_ref(), spec.span().start);
-        let id = n.id.clone().or(n.name.clone()).unwrap_or_else(|| format!("named-account-{}", named_accounts.len() + 1));
+        let id =
+            n.id.clone()
+                .or(n.name.clone())
+                .unwrap_or_else(|| format!("named-account-{}", named_accounts.len() + 1));
         if n.account_ids.is_empty() && n.domains.is_empty() && n.names.is_empty() {
-            ctx.error(start, format!("named account \"{id}\" lists no account_ids, domains or names"));
+            ctx.error(
+                start,
+                format!("named account \"{id}\" lists no account_ids, domains or names"),
+            );
         }
-        let Some(owner) = owners.resolve(ctx, &n.owner, start, &format!("named account \"{id}\"")) else {
+        let Some(owner) = owners.resolve(ctx, &n.owner, start, &format!("named account \"{id}\""))
+        else {
             continue;
         };
         named_accounts.push(NamedAccount {
@@ -145,8 +199,11 @@ fn build(ctx: &mut Ctx, file: RulesFile, text: &str) -> Option<RuleSet> {
         });
     }
 
-    let territory_ix: HashMap<String, usize> =
-        territories.iter().enumerate().map(|(i, t)| (t.id.clone(), i)).collect();
+    let territory_ix: HashMap<String, usize> = territories
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.id.clone(), i))
+        .collect();
     let index = index::TerritoryIndex::build(&territories);
     let version = file.version.clone().unwrap_or_else(|| content_hash(text));
     let mut rules = RuleSet {
@@ -169,7 +226,11 @@ fn build(ctx: &mut Ctx, file: RulesFile, text: &str) -> Option<RuleSet> {
     let spans: Vec<usize> = file.territories.iter().map(|t| t.span().start).collect();
     for w in overlap::tie_break_overlaps(&rules) {
         let at = spans.get(w.0).map(|&s| ctx.at(s));
-        rules.warnings.push(Diagnostic { warning: true, at, message: w.1 });
+        rules.warnings.push(Diagnostic {
+            warning: true,
+            at,
+            message: w.1,
+        });
     }
     Some(rules)
 }
@@ -213,7 +274,10 @@ impl OwnerResolver<'_> {
         match (&spec.rep, &spec.team) {
             (Some(rep), None) => {
                 if spec.method.is_some() {
-                    ctx.error(at, format!("{what}: `method` applies to a team owner, not a rep"));
+                    ctx.error(
+                        at,
+                        format!("{what}: `method` applies to a team owner, not a rep"),
+                    );
                 }
                 if !self.rep_ix.contains_key(rep) {
                     ctx.error(at, format!("{what}: undefined rep \"{rep}\""));
@@ -239,7 +303,10 @@ impl OwnerResolver<'_> {
                 Some(Owner::Team { team: ix, method })
             }
             _ => {
-                ctx.error(at, format!("{what}: an owner names exactly one of `rep` or `team`"));
+                ctx.error(
+                    at,
+                    format!("{what}: an owner names exactly one of `rep` or `team`"),
+                );
                 None
             }
         }
@@ -254,7 +321,10 @@ fn compile_territories(
     let mut ix: HashMap<&str, usize> = HashMap::new();
     for (i, s) in specs.iter().enumerate() {
         if ix.insert(s.get_ref().id.as_str(), i).is_some() {
-            ctx.error(s.span().start, format!("duplicate territory id \"{}\"", s.get_ref().id));
+            ctx.error(
+                s.span().start,
+                format!("duplicate territory id \"{}\"", s.get_ref().id),
+            );
         }
     }
     let mut parent: Vec<Option<usize>> = Vec::with_capacity(specs.len());
@@ -262,7 +332,10 @@ fn compile_territories(
         let p = s.get_ref().parent.as_deref().and_then(|p| {
             let found = ix.get(p).copied();
             if found.is_none() {
-                ctx.error(s.span().start, format!("territory \"{}\": undefined parent \"{p}\"", s.get_ref().id));
+                ctx.error(
+                    s.span().start,
+                    format!("territory \"{}\": undefined parent \"{p}\"", s.get_ref().id),
+                );
             }
             found
         });
@@ -278,17 +351,26 @@ fn compile_territories(
                 break;
             }
             if path.contains(&c) {
-                let ids: Vec<&str> = path.iter().map(|&c: &usize| specs[c].get_ref().id.as_str()).collect();
-                ctx.error(specs[i].span().start, format!("territory hierarchy has a cycle: {} → {}", ids.join(" → "), specs[c].get_ref().id));
+                let ids: Vec<&str> = path
+                    .iter()
+                    .map(|&c: &usize| specs[c].get_ref().id.as_str())
+                    .collect();
+                ctx.error(
+                    specs[i].span().start,
+                    format!(
+                        "territory hierarchy has a cycle: {} → {}",
+                        ids.join(" → "),
+                        specs[c].get_ref().id
+                    ),
+                );
                 return Vec::new();
             }
             path.push(c);
             cur = parent[c];
         }
-        let mut d = cur.and_then(|c| depth[c]).map_or(0, |d| d + 1);
-        for &c in path.iter().rev() {
+        let top = cur.and_then(|c| depth[c]).map_or(0, |d| d + 1);
+        for (d, &c) in (top..).zip(path.iter().rev()) {
             depth[c] = Some(d);
-            d += 1;
         }
     }
     let mut own: Vec<Criterion> = Vec::with_capacity(specs.len());
@@ -306,12 +388,21 @@ fn compile_territories(
             for o in list {
                 match ObjectKind::parse(o) {
                     Some(k) => objects[k as usize] = true,
-                    None => ctx.error(at, format!("{what}: unknown object \"{o}\" (lead, account, contact)")),
+                    None => ctx.error(
+                        at,
+                        format!("{what}: unknown object \"{o}\" (lead, account, contact)"),
+                    ),
                 }
             }
         }
-        let owner = t.owner.as_ref().and_then(|o| owners.resolve(ctx, o, at, &what));
-        let fallback = t.fallback.as_ref().and_then(|o| owners.resolve(ctx, o, at, &format!("{what} fallback")));
+        let owner = t
+            .owner
+            .as_ref()
+            .and_then(|o| owners.resolve(ctx, o, at, &what));
+        let fallback = t
+            .fallback
+            .as_ref()
+            .and_then(|o| owners.resolve(ctx, o, at, &format!("{what} fallback")));
         out.push(Territory {
             id: t.id.clone(),
             name: t.name.clone(),
@@ -334,14 +425,23 @@ fn compile_territories(
         let (criteria, owner) = match out[i].parent {
             Some(p) => {
                 let inherited = out[p].criteria.clone();
-                (all_of(inherited, mine), out[i].owner.clone().or(out[p].owner.clone()))
+                (
+                    all_of(inherited, mine),
+                    out[i].owner.clone().or(out[p].owner.clone()),
+                )
             }
             None => (mine, out[i].owner.clone()),
         };
         out[i].criteria = criteria;
         out[i].owner = owner;
         if out[i].owner.is_none() && specs[i].get_ref().owner.is_none() {
-            ctx.error(specs[i].span().start, format!("territory \"{}\" has no owner, nor has any ancestor", out[i].id));
+            ctx.error(
+                specs[i].span().start,
+                format!(
+                    "territory \"{}\" has no owner, nor has any ancestor",
+                    out[i].id
+                ),
+            );
         }
     }
     out
@@ -362,13 +462,27 @@ fn all_of(a: Criterion, b: Criterion) -> Criterion {
     }
 }
 
-pub(crate) fn compile_criterion(ctx: &mut Ctx, spec: &Spanned<CriterionSpec>, what: &str) -> Option<Criterion> {
+pub(crate) fn compile_criterion(
+    ctx: &mut Ctx,
+    spec: &Spanned<CriterionSpec>,
+    what: &str,
+) -> Option<Criterion> {
     let (c, at) = (spec.get_ref(), spec.span().start);
-    let combinators = [c.all.is_some(), c.any.is_some(), c.not.is_some()].iter().filter(|b| **b).count();
+    let combinators = [c.all.is_some(), c.any.is_some(), c.not.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
     let range = c.min.is_some() || c.max.is_some();
     let ops = [
-        c.equals.is_some(), c.in_.is_some(), c.not_in.is_some(), c.prefix.is_some(), range,
-        c.exists.is_some(), c.missing.is_some(), c.regex.is_some(), c.domain_in.is_some(),
+        c.equals.is_some(),
+        c.in_.is_some(),
+        c.not_in.is_some(),
+        c.prefix.is_some(),
+        range,
+        c.exists.is_some(),
+        c.missing.is_some(),
+        c.regex.is_some(),
+        c.domain_in.is_some(),
     ]
     .iter()
     .filter(|b| **b)
@@ -379,7 +493,8 @@ pub(crate) fn compile_criterion(ctx: &mut Ctx, spec: &Spanned<CriterionSpec>, wh
             return None;
         }
         let list = |ctx: &mut Ctx, xs: &[Spanned<CriterionSpec>]| -> Option<Vec<Criterion>> {
-            let v: Vec<Option<Criterion>> = xs.iter().map(|x| compile_criterion(ctx, x, what)).collect();
+            let v: Vec<Option<Criterion>> =
+                xs.iter().map(|x| compile_criterion(ctx, x, what)).collect();
             v.into_iter().collect()
         };
         return match (&c.all, &c.any, &c.not) {
@@ -398,27 +513,52 @@ pub(crate) fn compile_criterion(ctx: &mut Ctx, spec: &Spanned<CriterionSpec>, wh
         return None;
     };
     if ops != 1 {
-        let msg = if ops == 0 { "has no operator" } else { "has more than one operator" };
+        let msg = if ops == 0 {
+            "has no operator"
+        } else {
+            "has more than one operator"
+        };
         ctx.error(at, format!("{what}: criterion on \"{name}\" {msg} (equals, in, not_in, prefix, min/max, exists, missing, regex, domain_in)"));
         return None;
     }
     let name = name.trim().to_string();
     let field = ctx.field(&name);
     let norm = Norm::for_field(&name);
-    let set = |xs: Vec<String>| xs.iter().map(|x| norm.apply(x)).collect::<HashSet<String>>();
+    let set = |xs: Vec<String>| {
+        xs.iter()
+            .map(|x| norm.apply(x))
+            .collect::<HashSet<String>>()
+    };
     if let Some(v) = &c.equals {
-        return Some(Criterion::In { field, values: set(vec![v.text()]) });
+        return Some(Criterion::In {
+            field,
+            values: set(vec![v.text()]),
+        });
     }
     if let Some(v) = &c.in_ {
-        return Some(Criterion::In { field, values: set(v.iter().map(|x| x.text()).collect()) });
+        return Some(Criterion::In {
+            field,
+            values: set(v.iter().map(|x| x.text()).collect()),
+        });
     }
     if let Some(v) = &c.not_in {
-        return Some(Criterion::NotIn { field, values: set(v.iter().map(|x| x.text()).collect()) });
+        return Some(Criterion::NotIn {
+            field,
+            values: set(v.iter().map(|x| x.text()).collect()),
+        });
     }
     if let Some(p) = &c.prefix {
-        let prefixes: Vec<String> = p.texts().iter().map(|x| norm.apply(x)).filter(|x| !x.is_empty()).collect();
+        let prefixes: Vec<String> = p
+            .texts()
+            .iter()
+            .map(|x| norm.apply(x))
+            .filter(|x| !x.is_empty())
+            .collect();
         if prefixes.is_empty() {
-            ctx.error(at, format!("{what}: prefix on \"{name}\" lists no non-empty prefix"));
+            ctx.error(
+                at,
+                format!("{what}: prefix on \"{name}\" lists no non-empty prefix"),
+            );
             return None;
         }
         return Some(Criterion::Prefix { field, prefixes });
@@ -426,28 +566,52 @@ pub(crate) fn compile_criterion(ctx: &mut Ctx, spec: &Spanned<CriterionSpec>, wh
     if range {
         if let (Some(lo), Some(hi)) = (c.min, c.max) {
             if lo > hi {
-                ctx.error(at, format!("{what}: range on \"{name}\" has min {lo} above max {hi}"));
+                ctx.error(
+                    at,
+                    format!("{what}: range on \"{name}\" has min {lo} above max {hi}"),
+                );
                 return None;
             }
         }
-        return Some(Criterion::Range { field, min: c.min, max: c.max });
+        return Some(Criterion::Range {
+            field,
+            min: c.min,
+            max: c.max,
+        });
     }
     if let Some(b) = c.exists {
-        return Some(if b { Criterion::Exists(field) } else { Criterion::Missing(field) });
+        return Some(if b {
+            Criterion::Exists(field)
+        } else {
+            Criterion::Missing(field)
+        });
     }
     if let Some(b) = c.missing {
-        return Some(if b { Criterion::Missing(field) } else { Criterion::Exists(field) });
+        return Some(if b {
+            Criterion::Missing(field)
+        } else {
+            Criterion::Exists(field)
+        });
     }
     if let Some(re) = &c.regex {
         return match regex::Regex::new(re) {
             Ok(re) => Some(Criterion::Regex { field, re }),
             Err(e) => {
-                let first = e.to_string().lines().last().unwrap_or_default().trim().to_string();
+                let first = e
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
                 ctx.error(at, format!("{what}: bad regex on \"{name}\": {first}"));
                 None
             }
         };
     }
     let domains = c.domain_in.clone().unwrap_or_default();
-    Some(Criterion::DomainIn { field, domains: domains.iter().map(|d| d.trim().to_lowercase()).collect() })
+    Some(Criterion::DomainIn {
+        field,
+        domains: domains.iter().map(|d| d.trim().to_lowercase()).collect(),
+    })
 }

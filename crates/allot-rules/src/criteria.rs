@@ -17,15 +17,34 @@ pub type FieldId = usize;
 pub enum Criterion {
     /// Matches every record (a territory without criteria).
     True,
-    In { field: FieldId, values: HashSet<String> },
-    NotIn { field: FieldId, values: HashSet<String> },
-    Prefix { field: FieldId, prefixes: Vec<String> },
+    In {
+        field: FieldId,
+        values: HashSet<String>,
+    },
+    NotIn {
+        field: FieldId,
+        values: HashSet<String>,
+    },
+    Prefix {
+        field: FieldId,
+        prefixes: Vec<String>,
+    },
     /// Inclusive on both ends; `None` is open.
-    Range { field: FieldId, min: Option<f64>, max: Option<f64> },
+    Range {
+        field: FieldId,
+        min: Option<f64>,
+        max: Option<f64>,
+    },
     Exists(FieldId),
     Missing(FieldId),
-    Regex { field: FieldId, re: Regex },
-    DomainIn { field: FieldId, domains: Vec<String> },
+    Regex {
+        field: FieldId,
+        re: Regex,
+    },
+    DomainIn {
+        field: FieldId,
+        domains: Vec<String>,
+    },
     All(Vec<Criterion>),
     Any(Vec<Criterion>),
     Not(Box<Criterion>),
@@ -85,7 +104,9 @@ impl Criterion {
     pub fn eval(&self, r: &PreparedRecord<'_>) -> bool {
         match self {
             Criterion::True => true,
-            Criterion::In { field, values } => r.get(*field).is_some_and(|p| values.contains(&p.norm)),
+            Criterion::In { field, values } => {
+                r.get(*field).is_some_and(|p| values.contains(&p.norm))
+            }
             Criterion::NotIn { field, values } => {
                 r.get(*field).is_some_and(|p| !values.contains(&p.norm))
             }
@@ -145,23 +166,83 @@ fn atoms_disjoint(x: &Criterion, y: &Criterion) -> bool {
     use Criterion::*;
     match (x, y) {
         (Any(xs), other) | (other, Any(xs)) => xs.iter().all(|x| x.disjoint(other)),
-        (In { field: f, values: a }, In { field: g, values: b }) if f == g => a.is_disjoint(b),
-        (In { field: f, values: a }, NotIn { field: g, values: b })
-        | (NotIn { field: g, values: b }, In { field: f, values: a })
-            if f == g =>
-        {
-            a.is_subset(b)
-        }
-        (Prefix { field: f, prefixes: a }, Prefix { field: g, prefixes: b }) if f == g => a
+        (
+            In {
+                field: f,
+                values: a,
+            },
+            In {
+                field: g,
+                values: b,
+            },
+        ) if f == g => a.is_disjoint(b),
+        (
+            In {
+                field: f,
+                values: a,
+            },
+            NotIn {
+                field: g,
+                values: b,
+            },
+        )
+        | (
+            NotIn {
+                field: g,
+                values: b,
+            },
+            In {
+                field: f,
+                values: a,
+            },
+        ) if f == g => a.is_subset(b),
+        (
+            Prefix {
+                field: f,
+                prefixes: a,
+            },
+            Prefix {
+                field: g,
+                prefixes: b,
+            },
+        ) if f == g => a.iter().all(|p| {
+            b.iter()
+                .all(|q| !p.starts_with(q.as_str()) && !q.starts_with(p.as_str()))
+        }),
+        (
+            In {
+                field: f,
+                values: a,
+            },
+            Prefix {
+                field: g,
+                prefixes: b,
+            },
+        )
+        | (
+            Prefix {
+                field: g,
+                prefixes: b,
+            },
+            In {
+                field: f,
+                values: a,
+            },
+        ) if f == g => a
             .iter()
-            .all(|p| b.iter().all(|q| !p.starts_with(q.as_str()) && !q.starts_with(p.as_str()))),
-        (In { field: f, values: a }, Prefix { field: g, prefixes: b })
-        | (Prefix { field: g, prefixes: b }, In { field: f, values: a })
-            if f == g =>
-        {
-            a.iter().all(|v| b.iter().all(|p| !v.starts_with(p.as_str())))
-        }
-        (Range { field: f, min: a0, max: a1 }, Range { field: g, min: b0, max: b1 }) if f == g => {
+            .all(|v| b.iter().all(|p| !v.starts_with(p.as_str()))),
+        (
+            Range {
+                field: f,
+                min: a0,
+                max: a1,
+            },
+            Range {
+                field: g,
+                min: b0,
+                max: b1,
+            },
+        ) if f == g => {
             let below = |hi: &Option<f64>, lo: &Option<f64>| matches!((hi, lo), (Some(h), Some(l)) if h < l);
             below(a1, b0) || below(b1, a0)
         }

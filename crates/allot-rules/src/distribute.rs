@@ -37,7 +37,10 @@ pub(crate) fn distribute(
     let mut check = |m: usize| match rules.reps[m].ineligible(territory, state, now) {
         None => true,
         Some(reason) => {
-            skipped.push(SkippedRep { rep: rules.reps[m].id.clone(), reason });
+            skipped.push(SkippedRep {
+                rep: rules.reps[m].id.clone(),
+                reason,
+            });
             false
         }
     };
@@ -54,7 +57,10 @@ pub(crate) fn distribute(
             // Smooth weighted round robin (as in nginx). A rep who is not
             // eligible has its credit reset: no burst when it returns.
             let eligible: Vec<usize> = rotation.clone().filter(|&m| check(m)).collect();
-            let total: i64 = eligible.iter().map(|&m| i64::from(rules.reps[m].weight)).sum();
+            let total: i64 = eligible
+                .iter()
+                .map(|&m| i64::from(rules.reps[m].weight))
+                .sum();
             for &m in &team.members {
                 let id = &rules.reps[m].id;
                 if eligible.contains(&m) {
@@ -66,7 +72,12 @@ pub(crate) fn distribute(
             let best = eligible
                 .iter()
                 .enumerate()
-                .max_by_key(|(order, m)| (weights.get(&rules.reps[**m].id).copied().unwrap_or(0), std::cmp::Reverse(*order)))
+                .max_by_key(|(order, m)| {
+                    (
+                        weights.get(&rules.reps[**m].id).copied().unwrap_or(0),
+                        std::cmp::Reverse(*order),
+                    )
+                })
                 .map(|(_, m)| *m);
             if let Some(b) = best {
                 *weights.entry(rules.reps[b].id.clone()).or_insert(0) -= total;
@@ -76,7 +87,14 @@ pub(crate) fn distribute(
     };
     let cursor_op = pick.map(|m| StateOp::SetCursor {
         team: team.id.clone(),
-        cursor: Cursor { last: Some(rules.reps[m].id.clone()), weights: if method == Method::Weighted { weights } else { cursor.weights } },
+        cursor: Cursor {
+            last: Some(rules.reps[m].id.clone()),
+            weights: if method == Method::Weighted {
+                weights
+            } else {
+                cursor.weights
+            },
+        },
     });
     Pick {
         rep: pick,

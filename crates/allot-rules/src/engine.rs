@@ -54,11 +54,17 @@ pub fn candidates(rules: &RuleSet, record: &Record, matcher: Matcher) -> Vec<usi
 fn find(rules: &RuleSet, r: &PreparedRecord, kind: ObjectKind, matcher: Matcher) -> Vec<usize> {
     let ok = |t: &Territory| t.applies_to(kind) && t.criteria.eval(r);
     match matcher {
-        Matcher::Naive => (0..rules.territories.len()).filter(|&i| ok(&rules.territories[i])).collect(),
+        Matcher::Naive => (0..rules.territories.len())
+            .filter(|&i| ok(&rules.territories[i]))
+            .collect(),
         Matcher::Indexed => {
             let mut probe = Vec::new();
             rules.index.probe(r, &mut probe);
-            probe.into_iter().map(|i| i as usize).filter(|&i| ok(&rules.territories[i])).collect()
+            probe
+                .into_iter()
+                .map(|i| i as usize)
+                .filter(|&i| ok(&rules.territories[i]))
+                .collect()
         }
     }
 }
@@ -68,7 +74,14 @@ pub fn decide(rules: &RuleSet, state: &EngineState, record: &Record, now: Millis
     decide_with(rules, state, record, now, Matcher::Indexed, Detail::Full)
 }
 
-pub fn decide_with(rules: &RuleSet, state: &EngineState, record: &Record, now: Millis, matcher: Matcher, detail: Detail) -> Outcome {
+pub fn decide_with(
+    rules: &RuleSet,
+    state: &EngineState,
+    record: &Record,
+    now: Millis,
+    matcher: Matcher,
+    detail: Detail,
+) -> Outcome {
     let prepared = PreparedRecord::new(record, &rules.fields);
     let found = find(rules, &prepared, record.object, matcher);
     let mut d = Draft::new(rules, state, record, now, &found, detail == Detail::Full);
@@ -104,20 +117,40 @@ struct Draft<'a> {
 }
 
 impl<'a> Draft<'a> {
-    fn new(rules: &'a RuleSet, state: &'a EngineState, record: &'a Record, now: Millis, found: &[usize], full: bool) -> Self {
+    fn new(
+        rules: &'a RuleSet,
+        state: &'a EngineState,
+        record: &'a Record,
+        now: Millis,
+        found: &[usize],
+        full: bool,
+    ) -> Self {
         let notes = found
             .iter()
             .map(|&i| {
                 let t = &rules.territories[i];
-                CandidateNote { territory: t.id.clone(), depth: t.depth, priority: t.priority, outcome: CandidateOutcome::Won }
+                CandidateNote {
+                    territory: t.id.clone(),
+                    depth: t.depth,
+                    priority: t.priority,
+                    outcome: CandidateOutcome::Won,
+                }
             })
             .collect();
         let mut explanation = Vec::new();
         if full && found.is_empty() {
             explanation.push("no territory matched".to_string());
         } else if full {
-            let ids: Vec<String> = found.iter().map(|&i| rules.territories[i].id.clone()).collect();
-            explanation.push(format!("matched {} territor{}: {}", found.len(), if found.len() == 1 { "y" } else { "ies" }, ids.join(", ")));
+            let ids: Vec<String> = found
+                .iter()
+                .map(|&i| rules.territories[i].id.clone())
+                .collect();
+            explanation.push(format!(
+                "matched {} territor{}: {}",
+                found.len(),
+                if found.len() == 1 { "y" } else { "ies" },
+                ids.join(", ")
+            ));
         }
         Draft {
             rules,
@@ -144,12 +177,21 @@ impl<'a> Draft<'a> {
     }
 
     /// Marks every live candidate except `keep` as lost to `strategy`.
-    fn drop_others(&mut self, keep: &[usize], strategy: Strategy, reason: impl Fn(&Territory) -> String) {
+    fn drop_others(
+        &mut self,
+        keep: &[usize],
+        strategy: Strategy,
+        reason: impl Fn(&Territory) -> String,
+    ) {
         for &i in &self.live {
             if !keep.contains(&i) {
                 let id = &self.rules.territories[i].id;
                 if let Some(n) = self.notes.iter_mut().find(|n| &n.territory == id) {
-                    let reason = if self.full { reason(&self.rules.territories[i]) } else { String::new() };
+                    let reason = if self.full {
+                        reason(&self.rules.territories[i])
+                    } else {
+                        String::new()
+                    };
                     n.outcome = CandidateOutcome::Lost { strategy, reason };
                 }
             }
@@ -163,20 +205,37 @@ impl<'a> Draft<'a> {
             if !matches!(self.settled, Settled::Nothing) {
                 break;
             }
-            if self.live.len() <= 1 && matches!(step, Step::MostSpecific | Step::Priority | Step::TieBreak) {
+            if self.live.len() <= 1
+                && matches!(step, Step::MostSpecific | Step::Priority | Step::TieBreak)
+            {
                 continue;
             }
             match step {
                 Step::NamedAccount => self.named_account(),
                 Step::LeadToAccount => self.lead_to_account(),
                 Step::ExistingOwner => self.existing_owner(),
-                Step::MostSpecific => self.narrow(Strategy::MostSpecific, |t| i64::from(t.depth), "less specific"),
+                Step::MostSpecific => self.narrow(
+                    Strategy::MostSpecific,
+                    |t| i64::from(t.depth),
+                    "less specific",
+                ),
                 Step::Priority => self.narrow(Strategy::Priority, |t| t.priority, "lower priority"),
                 Step::TieBreak => {
-                    let Some(&min) = self.live.iter().min_by_key(|&&i| &self.rules.territories[i].id) else { continue };
+                    let Some(&min) = self
+                        .live
+                        .iter()
+                        .min_by_key(|&&i| &self.rules.territories[i].id)
+                    else {
+                        continue;
+                    };
                     let winner = self.t(min).id.clone();
-                    self.warnings.push(format!("only the tie-break separated {} (smallest id wins)", self.live_ids()));
-                    self.drop_others(&[min], Strategy::TieBreak, |_| format!("tie-break: \"{winner}\" has the smaller id"));
+                    self.warnings.push(format!(
+                        "only the tie-break separated {} (smallest id wins)",
+                        self.live_ids()
+                    ));
+                    self.drop_others(&[min], Strategy::TieBreak, |_| {
+                        format!("tie-break: \"{winner}\" has the smaller id")
+                    });
                     say!(self, "tie_break: \"{winner}\" has the smallest id");
                     self.settled = Settled::Territory(min, Strategy::TieBreak);
                 }
@@ -186,14 +245,29 @@ impl<'a> Draft<'a> {
             match self.live.as_slice() {
                 [] => {}
                 [only] => {
-                    let strategy = if single { Strategy::OnlyCandidate } else { self.last_narrowing() };
+                    let strategy = if single {
+                        Strategy::OnlyCandidate
+                    } else {
+                        self.last_narrowing()
+                    };
                     self.settled = Settled::Territory(*only, strategy);
                 }
                 _ => {
                     // No tie-break configured but several remain: stay deterministic.
-                    let Some(&min) = self.live.iter().min_by_key(|&&i| &self.rules.territories[i].id) else { return };
-                    self.warnings.push(format!("engagement left {} tied and has no tie_break step; smallest id chosen", self.live_ids()));
-                    self.drop_others(&[min], Strategy::TieBreak, |_| "tied; smallest id chosen".into());
+                    let Some(&min) = self
+                        .live
+                        .iter()
+                        .min_by_key(|&&i| &self.rules.territories[i].id)
+                    else {
+                        return;
+                    };
+                    self.warnings.push(format!(
+                        "engagement left {} tied and has no tie_break step; smallest id chosen",
+                        self.live_ids()
+                    ));
+                    self.drop_others(&[min], Strategy::TieBreak, |_| {
+                        "tied; smallest id chosen".into()
+                    });
                     self.settled = Settled::Territory(min, Strategy::TieBreak);
                 }
             }
@@ -201,7 +275,11 @@ impl<'a> Draft<'a> {
     }
 
     fn live_ids(&self) -> String {
-        let ids: Vec<&str> = self.live.iter().map(|&i| self.rules.territories[i].id.as_str()).collect();
+        let ids: Vec<&str> = self
+            .live
+            .iter()
+            .map(|&i| self.rules.territories[i].id.as_str())
+            .collect();
         ids.join(", ")
     }
 
@@ -218,14 +296,28 @@ impl<'a> Draft<'a> {
 
     /// Keeps the live candidates with the highest `key`.
     fn narrow(&mut self, strategy: Strategy, key: impl Fn(&Territory) -> i64, worse: &str) {
-        let Some(best) = self.live.iter().map(|&i| key(self.t(i))).max() else { return };
-        let keep: Vec<usize> = self.live.iter().copied().filter(|&i| key(self.t(i)) == best).collect();
+        let Some(best) = self.live.iter().map(|&i| key(self.t(i))).max() else {
+            return;
+        };
+        let keep: Vec<usize> = self
+            .live
+            .iter()
+            .copied()
+            .filter(|&i| key(self.t(i)) == best)
+            .collect();
         if keep.len() < self.live.len() {
             if self.full {
                 let kept: Vec<&str> = keep.iter().map(|&i| self.t(i).id.as_str()).collect();
-                say!(self, "{}: kept {} ({best})", strategy.as_str(), kept.join(", "));
+                say!(
+                    self,
+                    "{}: kept {} ({best})",
+                    strategy.as_str(),
+                    kept.join(", ")
+                );
             }
-            self.drop_others(&keep, strategy, |t| format!("{worse} ({} < {best})", key(t)));
+            self.drop_others(&keep, strategy, |t| {
+                format!("{worse} ({} < {best})", key(t))
+            });
         }
     }
 
@@ -240,17 +332,32 @@ impl<'a> Draft<'a> {
     fn named_account(&mut self) {
         let r = self.record;
         let domain = record_domain(r);
-        let company = r.field("company").and_then(|v| v.as_text()).map(|c| c.trim().to_lowercase());
+        let company = r
+            .field("company")
+            .and_then(|v| v.as_text())
+            .map(|c| c.trim().to_lowercase());
         let hit = self.rules.named_accounts.iter().find(|n| {
             (r.object == ObjectKind::Account && n.account_ids.contains(&r.id))
-                || domain.as_ref().is_some_and(|d| n.domains.iter().any(|x| crate::normalize::domain_matches(d, x)))
+                || domain.as_ref().is_some_and(|d| {
+                    n.domains
+                        .iter()
+                        .any(|x| crate::normalize::domain_matches(d, x))
+                })
                 || company.as_ref().is_some_and(|c| n.names.contains(c))
         });
         let Some(named) = hit else { return };
         match &named.owner {
             Owner::Rep(rep) => {
-                if let Some(why) = self.rules.rep(rep).and_then(|x| x.ineligible(None, self.state, self.now)) {
-                    say!(self, "named_account: \"{}\" owner {rep} is {why}; handing on", named.id);
+                if let Some(why) = self
+                    .rules
+                    .rep(rep)
+                    .and_then(|x| x.ineligible(None, self.state, self.now))
+                {
+                    say!(
+                        self,
+                        "named_account: \"{}\" owner {rep} is {why}; handing on",
+                        named.id
+                    );
                     return;
                 }
                 let why = format!("named_account: \"{}\" is owned by {rep}", named.id);
@@ -263,10 +370,16 @@ impl<'a> Draft<'a> {
                         let rep = self.rules.reps[m].id.clone();
                         self.ops.extend(pick.cursor);
                         self.distribution = Some(pick.note);
-                        let why = format!("named_account: \"{}\" goes to team {}, {rep} picked", named.id, self.rules.teams[*team].id);
+                        let why = format!(
+                            "named_account: \"{}\" goes to team {}, {rep} picked",
+                            named.id, self.rules.teams[*team].id
+                        );
                         self.settle_owner(rep, Strategy::NamedAccount, why);
                     }
-                    None => self.explanation.push(format!("named_account: \"{}\" team has nobody eligible; handing on", named.id)),
+                    None => self.explanation.push(format!(
+                        "named_account: \"{}\" team has nobody eligible; handing on",
+                        named.id
+                    )),
                 }
             }
         }
@@ -276,61 +389,114 @@ impl<'a> Draft<'a> {
         if self.record.object == ObjectKind::Account {
             return;
         }
-        let Some(domain) = record_domain(self.record) else { return };
+        let Some(domain) = record_domain(self.record) else {
+            return;
+        };
         if self.rules.free_mail.contains(&domain) {
-            say!(self, "lead_to_account: {domain} is a free-mail domain; not matched");
+            say!(
+                self,
+                "lead_to_account: {domain} is a free-mail domain; not matched"
+            );
             return;
         }
-        let Some(accounts) = self.state.accounts_by_domain.get(&domain) else { return };
-        let named = |id: &str| self.rules.named_accounts.iter().any(|n| n.account_ids.contains(id));
+        let Some(accounts) = self.state.accounts_by_domain.get(&domain) else {
+            return;
+        };
+        let named = |id: &str| {
+            self.rules
+                .named_accounts
+                .iter()
+                .any(|n| n.account_ids.contains(id))
+        };
         let best = accounts
             .iter()
             .filter(|a| a.owner.is_some())
             .max_by(|a, b| {
-                (named(&a.account_id), a.updated_at, std::cmp::Reverse(&a.account_id))
-                    .cmp(&(named(&b.account_id), b.updated_at, std::cmp::Reverse(&b.account_id)))
+                (
+                    named(&a.account_id),
+                    a.updated_at,
+                    std::cmp::Reverse(&a.account_id),
+                )
+                    .cmp(&(
+                        named(&b.account_id),
+                        b.updated_at,
+                        std::cmp::Reverse(&b.account_id),
+                    ))
             });
         let Some(acc) = best else { return };
-        let Some(owner) = acc.owner.clone() else { return };
+        let Some(owner) = acc.owner.clone() else {
+            return;
+        };
         if let Some(rep) = self.rules.rep(&owner) {
             if !rep.active {
-                say!(self, "lead_to_account: account {} owner {owner} is inactive; handing on", acc.account_id);
+                say!(
+                    self,
+                    "lead_to_account: account {} owner {owner} is inactive; handing on",
+                    acc.account_id
+                );
                 return;
             }
         }
-        let why = format!("lead_to_account: {domain} matches account {} owned by {owner}", acc.account_id);
+        let why = format!(
+            "lead_to_account: {domain} matches account {} owned by {owner}",
+            acc.account_id
+        );
         self.settle_owner(owner, Strategy::LeadToAccount, why);
     }
 
     fn existing_owner(&mut self) {
-        let Some(owner) = self.record.owner.clone() else { return };
-        let Some(rep) = self.rules.rep(&owner) else { return };
-        if let (Some(window), Some(since)) = (self.rules.existing_owner_window, self.record.owner_since) {
+        let Some(owner) = self.record.owner.clone() else {
+            return;
+        };
+        let Some(rep) = self.rules.rep(&owner) else {
+            return;
+        };
+        if let (Some(window), Some(since)) =
+            (self.rules.existing_owner_window, self.record.owner_since)
+        {
             if self.now - since > window {
-                say!(self, "existing_owner: {owner}'s protection ended (owner since {})", iso(since));
+                say!(
+                    self,
+                    "existing_owner: {owner}'s protection ended (owner since {})",
+                    iso(since)
+                );
                 return;
             }
         }
         // The record is already theirs: caps and working hours do not apply
         // to keeping it, only being active and present.
         if !rep.active || rep.away_until(self.now).is_some() {
-            let why = if rep.active { "out of office" } else { "inactive" };
+            let why = if rep.active {
+                "out of office"
+            } else {
+                "inactive"
+            };
             say!(self, "existing_owner: {owner} is {why}; not kept");
             return;
         }
-        let Some(rep_ix) = self.rules.rep_ix.get(&owner).copied() else { return };
+        let Some(rep_ix) = self.rules.rep_ix.get(&owner).copied() else {
+            return;
+        };
         let holds = |t: &Territory| match &t.owner {
             Some(Owner::Rep(r)) => r == &owner,
             Some(Owner::Team { team, .. }) => self.rules.teams[*team].members.contains(&rep_ix),
             None => false,
         };
-        let mut theirs: Vec<usize> = self.live.iter().copied().filter(|&i| holds(self.t(i))).collect();
+        let mut theirs: Vec<usize> = self
+            .live
+            .iter()
+            .copied()
+            .filter(|&i| holds(self.t(i)))
+            .collect();
         theirs.sort_by(|&a, &b| {
             let (x, y) = (self.t(a), self.t(b));
             (y.depth, y.priority, &x.id).cmp(&(x.depth, x.priority, &y.id))
         });
         let Some(&keep) = theirs.first() else { return };
-        let why = format!("existing_owner: {owner} is eligible in \"{}\" and keeps the record", self.t(keep).id);
+        let why = format!(
+            "existing_owner: {owner} is eligible in \"{}\" and keeps the record",
+            self.t(keep).id
+        );
         self.explanation.push(why.clone());
         self.drop_others(&[keep], Strategy::ExistingOwner, |_| why.clone());
         self.settled = Settled::Owner(owner, Strategy::ExistingOwner);
@@ -363,10 +529,19 @@ impl<'a> Draft<'a> {
     fn assign(&mut self, owner: &Owner, t: Option<&Territory>) -> Result<(), String> {
         match owner {
             Owner::Rep(rep) => {
-                if let Some(why) = self.rules.rep(rep).and_then(|r| r.ineligible(t, self.state, self.now)) {
+                if let Some(why) = self
+                    .rules
+                    .rep(rep)
+                    .and_then(|r| r.ineligible(t, self.state, self.now))
+                {
                     return Err(format!("owner {rep} is {why}"));
                 }
-                self.distribution = Some(DistributionNote { team: None, method: "rep".into(), rep: Some(rep.clone()), skipped: vec![] });
+                self.distribution = Some(DistributionNote {
+                    team: None,
+                    method: "rep".into(),
+                    rep: Some(rep.clone()),
+                    skipped: vec![],
+                });
                 self.owner = Some(rep.clone());
                 say!(self, "owner: {rep}");
                 Ok(())
@@ -374,17 +549,33 @@ impl<'a> Draft<'a> {
             Owner::Team { team, method } => {
                 let pick = distribute(self.rules, *team, *method, t, self.state, self.now);
                 let team_id = &self.rules.teams[*team].id;
-                let skipped: Vec<String> = pick.note.skipped.iter().map(|s| format!("{} {}", s.rep, s.reason)).collect();
+                let skipped: Vec<String> = pick
+                    .note
+                    .skipped
+                    .iter()
+                    .map(|s| format!("{} {}", s.rep, s.reason))
+                    .collect();
                 let result = match pick.rep {
                     Some(m) => {
                         let rep = self.rules.reps[m].id.clone();
-                        let skip = if skipped.is_empty() { String::new() } else { format!(" (skipped: {})", skipped.join("; ")) };
-                        say!(self, "{} in team {team_id} picked {rep}{skip}", method.as_str());
+                        let skip = if skipped.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (skipped: {})", skipped.join("; "))
+                        };
+                        say!(
+                            self,
+                            "{} in team {team_id} picked {rep}{skip}",
+                            method.as_str()
+                        );
                         self.owner = Some(rep);
                         self.ops.extend(pick.cursor);
                         Ok(())
                     }
-                    None => Err(format!("nobody eligible in team {team_id}: {}", skipped.join("; "))),
+                    None => Err(format!(
+                        "nobody eligible in team {team_id}: {}",
+                        skipped.join("; ")
+                    )),
                 };
                 self.distribution = Some(pick.note);
                 result
@@ -400,7 +591,9 @@ impl<'a> Draft<'a> {
         for owner in chain.into_iter().chain(global) {
             // Fallback owners take records regardless of caps and hours; they must be active.
             let result = match owner {
-                Owner::Rep(rep) if self.rules.rep(rep).is_some_and(|r| !r.active) => Err(format!("fallback {rep} is inactive")),
+                Owner::Rep(rep) if self.rules.rep(rep).is_some_and(|r| !r.active) => {
+                    Err(format!("fallback {rep} is inactive"))
+                }
                 Owner::Rep(rep) => {
                     self.owner = Some(rep.clone());
                     say!(self, "fallback owner: {rep}");
@@ -415,7 +608,8 @@ impl<'a> Draft<'a> {
         }
         self.strategy = Strategy::Unassigned;
         self.owner = self.record.owner.clone();
-        self.explanation.push("unassigned: no fallback owner could take the record; owner left as is".into());
+        self.explanation
+            .push("unassigned: no fallback owner could take the record; owner left as is".into());
     }
 
     fn finish(mut self) -> Outcome {
@@ -431,12 +625,24 @@ impl<'a> Draft<'a> {
         let changed = self.owner.is_some() && self.owner != record.owner;
         if changed {
             if let Some(new) = &self.owner {
-                self.ops.push(StateOp::OpenDelta { rep: new.clone(), delta: 1 });
-                let day = self.rules.rep(new).map_or(self.now.div_euclid(allot_core::DAY_MS), |r| r.day(self.now));
-                self.ops.push(StateOp::DailyInc { rep: new.clone(), day });
+                self.ops.push(StateOp::OpenDelta {
+                    rep: new.clone(),
+                    delta: 1,
+                });
+                let day = self
+                    .rules
+                    .rep(new)
+                    .map_or(self.now.div_euclid(allot_core::DAY_MS), |r| r.day(self.now));
+                self.ops.push(StateOp::DailyInc {
+                    rep: new.clone(),
+                    day,
+                });
             }
             if let Some(old) = &record.owner {
-                self.ops.push(StateOp::OpenDelta { rep: old.clone(), delta: -1 });
+                self.ops.push(StateOp::OpenDelta {
+                    rep: old.clone(),
+                    delta: -1,
+                });
             }
         }
         if record.object == ObjectKind::Account {
@@ -466,7 +672,10 @@ impl<'a> Draft<'a> {
             warnings: self.warnings,
             explanation: self.explanation,
         };
-        Outcome { decision, ops: self.ops }
+        Outcome {
+            decision,
+            ops: self.ops,
+        }
     }
 }
 
@@ -475,11 +684,17 @@ impl<'a> Draft<'a> {
 pub fn release(record: &Record) -> Vec<StateOp> {
     let mut ops = Vec::new();
     if let Some(owner) = &record.owner {
-        ops.push(StateOp::OpenDelta { rep: owner.clone(), delta: -1 });
+        ops.push(StateOp::OpenDelta {
+            rep: owner.clone(),
+            delta: -1,
+        });
     }
     if record.object == ObjectKind::Account {
         if let Some(domain) = record_domain(record) {
-            ops.push(StateOp::RemoveAccount { domain, account_id: record.id.clone() });
+            ops.push(StateOp::RemoveAccount {
+                domain,
+                account_id: record.id.clone(),
+            });
         }
     }
     ops

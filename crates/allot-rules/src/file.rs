@@ -197,5 +197,7 @@ fn round_robin() -> String {
 }
 
 fn weekdays() -> Vec<String> {
-    ["mon", "tue", "wed", "thu", "fri"].map(String::from).to_vec()
+    ["mon", "tue", "wed", "thu", "fri"]
+        .map(String::from)
+        .to_vec()
 }

@@ -35,10 +35,16 @@ pub(crate) struct TerritoryIndex {
     /// Equality on the first field, then prefix on the second.
     eq_prefix: HashMap<(FieldId, FieldId), HashMap<String, Prefixes>>,
     /// Equality on both fields.
-    eq_eq: HashMap<(FieldId, FieldId), HashMap<String, HashMap<String, Vec<u32>>>>,
+    eq_eq: HashMap<(FieldId, FieldId), HashMap<String, Postings>>,
     scan: Vec<u32>,
     stats: Option<IndexStats>,
 }
+
+/// Territory indexes by normalised value.
+type Postings = HashMap<String, Vec<u32>>;
+
+/// A range criterion of one territory: `(territory, min, max)`.
+type RangeEntry = (u32, Option<f64>, Option<f64>);
 
 #[derive(Debug, Clone, Default)]
 struct Prefixes {
@@ -84,12 +90,18 @@ struct Atoms<'a> {
 
 impl<'a> Atoms<'a> {
     fn of(t: &'a Territory) -> Atoms<'a> {
-        let mut a = Atoms { eqs: vec![], prefixes: vec![], ranges: vec![] };
+        let mut a = Atoms {
+            eqs: vec![],
+            prefixes: vec![],
+            ranges: vec![],
+        };
         for c in t.criteria.conjuncts() {
             match c {
                 Criterion::In { field, values } => a.eqs.push((*field, values)),
                 Criterion::Prefix { field, prefixes } => a.prefixes.push((*field, prefixes)),
-                Criterion::Range { field, min, max } if min.is_some() || max.is_some() => a.ranges.push((*field, *min, *max)),
+                Criterion::Range { field, min, max } if min.is_some() || max.is_some() => {
+                    a.ranges.push((*field, *min, *max))
+                }
                 _ => {}
             }
         }
@@ -113,8 +125,18 @@ fn keys<'a>(a: &Atoms<'a>) -> Vec<Key<'a>> {
     out.extend(a.prefixes.iter().map(|&(f, p)| Key::Prefix(f, p)));
     out.extend(a.ranges.iter().map(|&(f, lo, hi)| Key::Range(f, lo, hi)));
     for &(f, v) in &a.eqs {
-        out.extend(a.prefixes.iter().filter(|(g, _)| *g != f).map(|&(g, p)| Key::EqPrefix(f, v, g, p)));
-        out.extend(a.eqs.iter().filter(|(g, _)| *g > f).map(|&(g, w)| Key::EqEq(f, v, g, w)));
+        out.extend(
+            a.prefixes
+                .iter()
+                .filter(|(g, _)| *g != f)
+                .map(|&(g, p)| Key::EqPrefix(f, v, g, p)),
+        );
+        out.extend(
+            a.eqs
+                .iter()
+                .filter(|(g, _)| *g > f)
+                .map(|&(g, w)| Key::EqEq(f, v, g, w)),
+        );
     }
     out
 }
@@ -126,39 +148,75 @@ fn combos(k: &Key) -> Vec<String> {
         Key::Eq(f, v) => v.iter().map(|x| format!("e{f}\u{1f}{x}")).collect(),
         Key::Prefix(f, p) => p.iter().map(|x| format!("p{f}\u{1f}{x}")).collect(),
         Key::Range(f, _, _) => vec![format!("r{f}")],
-        Key::EqPrefix(f, v, g, p) => v.iter().flat_map(|x| p.iter().map(move |y| format!("ep{f}\u{1f}{x}\u{1f}{g}\u{1f}{y}"))).collect(),
-        Key::EqEq(f, v, g, w) => v.iter().flat_map(|x| w.iter().map(move |y| format!("ee{f}\u{1f}{x}\u{1f}{g}\u{1f}{y}"))).collect(),
+        Key::EqPrefix(f, v, g, p) => v
+            .iter()
+            .flat_map(|x| {
+                p.iter()
+                    .map(move |y| format!("ep{f}\u{1f}{x}\u{1f}{g}\u{1f}{y}"))
+            })
+            .collect(),
+        Key::EqEq(f, v, g, w) => v
+            .iter()
+            .flat_map(|x| {
+                w.iter()
+                    .map(move |y| format!("ee{f}\u{1f}{x}\u{1f}{g}\u{1f}{y}"))
+            })
+            .collect(),
     }
 }
 
 impl TerritoryIndex {
     pub fn build(territories: &[Territory]) -> TerritoryIndex {
         let atoms: Vec<Atoms> = territories.iter().map(Atoms::of).collect();
-        let all_keys: Vec<Vec<(Key, Vec<String>)>> =
-            atoms.iter().map(|a| keys(a).into_iter().map(|k| { let c = combos(&k); (k, c) }).collect()).collect();
+        let all_keys: Vec<Vec<(Key, Vec<String>)>> = atoms
+            .iter()
+            .map(|a| {
+                keys(a)
+                    .into_iter()
+                    .map(|k| {
+                        let c = combos(&k);
+                        (k, c)
+                    })
+                    .collect()
+            })
+            .collect();
         // How many territories share each value combination.
         let mut freq: HashMap<&str, usize> = HashMap::new();
         for ks in &all_keys {
             for (_, cs) in ks {
-                cs.iter().for_each(|c| *freq.entry(c.as_str()).or_default() += 1);
+                cs.iter()
+                    .for_each(|c| *freq.entry(c.as_str()).or_default() += 1);
             }
         }
         let mut ix = TerritoryIndex::default();
-        let mut stats = IndexStats { territories: territories.len(), by_equality: 0, by_prefix: 0, by_range: 0, by_pair: 0, scanned: 0 };
-        let mut ranges: HashMap<FieldId, Vec<(u32, Option<f64>, Option<f64>)>> = HashMap::new();
+        let mut stats = IndexStats {
+            territories: territories.len(),
+            by_equality: 0,
+            by_prefix: 0,
+            by_range: 0,
+            by_pair: 0,
+            scanned: 0,
+        };
+        let mut ranges: HashMap<FieldId, Vec<RangeEntry>> = HashMap::new();
         for (i, ks) in all_keys.iter().enumerate() {
             let id = i as u32;
             // Range combinations are coarse (one per field): count them as half shared.
             let cost = |k: &Key, cs: &[String]| -> usize {
                 let n: usize = cs.iter().map(|c| freq[c.as_str()]).sum();
-                if matches!(k, Key::Range(..)) { n / 2 + 1 } else { n }
+                if matches!(k, Key::Range(..)) {
+                    n / 2 + 1
+                } else {
+                    n
+                }
             };
             let best = ks.iter().min_by_key(|(k, cs)| cost(k, cs)).map(|(k, _)| *k);
             match best {
                 Some(Key::Eq(f, values)) => {
                     stats.by_equality += 1;
                     let m = ix.eq.entry(f).or_default();
-                    values.iter().for_each(|v| m.entry(v.clone()).or_default().push(id));
+                    values
+                        .iter()
+                        .for_each(|v| m.entry(v.clone()).or_default().push(id));
                 }
                 Some(Key::Prefix(f, prefixes)) => {
                     stats.by_prefix += 1;
@@ -182,7 +240,9 @@ impl TerritoryIndex {
                     let m = ix.eq_eq.entry((f, g)).or_default();
                     for v in values {
                         let inner = m.entry(v.clone()).or_default();
-                        others.iter().for_each(|w| inner.entry(w.clone()).or_default().push(id));
+                        others
+                            .iter()
+                            .for_each(|w| inner.entry(w.clone()).or_default().push(id));
                     }
                 }
                 None => {
@@ -192,10 +252,17 @@ impl TerritoryIndex {
             }
         }
         for (f, list) in ranges {
-            let mut bounds: Vec<f64> = list.iter().flat_map(|(_, a, b)| [*a, *b]).flatten().collect();
+            let mut bounds: Vec<f64> = list
+                .iter()
+                .flat_map(|(_, a, b)| [*a, *b])
+                .flatten()
+                .collect();
             bounds.sort_by(f64::total_cmp);
             bounds.dedup();
-            let mut seg = Segments { lists: vec![Vec::new(); bounds.len() + 1], bounds };
+            let mut seg = Segments {
+                lists: vec![Vec::new(); bounds.len() + 1],
+                bounds,
+            };
             for (id, lo, hi) in list {
                 let a = lo.map_or(0, |v| seg.segment(v));
                 let b = hi.map_or(seg.bounds.len(), |v| seg.segment(v));
@@ -210,7 +277,14 @@ impl TerritoryIndex {
     }
 
     pub fn stats(&self) -> IndexStats {
-        self.stats.unwrap_or(IndexStats { territories: 0, by_equality: 0, by_prefix: 0, by_range: 0, by_pair: 0, scanned: 0 })
+        self.stats.unwrap_or(IndexStats {
+            territories: 0,
+            by_equality: 0,
+            by_prefix: 0,
+            by_range: 0,
+            by_pair: 0,
+            scanned: 0,
+        })
     }
 
     /// Territories that may match `r`, sorted, without duplicates.

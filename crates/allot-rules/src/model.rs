@@ -58,7 +58,9 @@ impl Step {
     ];
 
     pub fn parse(s: &str) -> Option<Step> {
-        Step::DEFAULT_ORDER.into_iter().find(|st| st.strategy().as_str() == s)
+        Step::DEFAULT_ORDER
+            .into_iter()
+            .find(|st| st.strategy().as_str() == s)
     }
 
     pub fn strategy(self) -> allot_core::Strategy {
@@ -179,7 +181,11 @@ pub struct RulesError {
 
 impl fmt::Display for RulesError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let lines: Vec<String> = self.diagnostics.iter().map(|d| d.render(&self.origin)).collect();
+        let lines: Vec<String> = self
+            .diagnostics
+            .iter()
+            .map(|d| d.render(&self.origin))
+            .collect();
         f.write_str(&lines.join("\n"))
     }
 }

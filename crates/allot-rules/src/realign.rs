@@ -74,9 +74,19 @@ impl<'a> Side<'a> {
     }
 
     pub fn place(&mut self, record: &Record) -> Placement {
-        let out = decide_with(self.rules, &self.state, record, self.now, Matcher::Indexed, Detail::Lean);
+        let out = decide_with(
+            self.rules,
+            &self.state,
+            record,
+            self.now,
+            Matcher::Indexed,
+            Detail::Lean,
+        );
         self.state.apply(&out.ops);
-        Placement { owner: out.decision.owner, territory: out.decision.territory }
+        Placement {
+            owner: out.decision.owner,
+            territory: out.decision.territory,
+        }
     }
 }
 
@@ -100,26 +110,66 @@ impl Tallies {
 
     /// Adds one record placed by both sides; returns its move when the owner changes.
     pub fn add(&mut self, record: &Record, a: Placement, b: Placement) -> Option<Move> {
-        let weight = self.report.balance_field.as_deref().and_then(|f| record.field(f)).and_then(|v| v.as_num()).unwrap_or(0.0);
+        let weight = self
+            .report
+            .balance_field
+            .as_deref()
+            .and_then(|f| record.field(f))
+            .and_then(|v| v.as_num())
+            .unwrap_or(0.0);
         let r = &mut self.report;
         r.records += 1;
-        count(&mut r.territories, a.territory.as_deref(), b.territory.as_deref(), weight);
+        count(
+            &mut r.territories,
+            a.territory.as_deref(),
+            b.territory.as_deref(),
+            weight,
+        );
         count(&mut r.reps, a.owner.as_deref(), b.owner.as_deref(), weight);
         (a.owner != b.owner).then(|| {
             r.moved += 1;
-            Move { id: record.id.clone(), object: record.object, from_owner: a.owner, to_owner: b.owner, from_territory: a.territory, to_territory: b.territory }
+            Move {
+                id: record.id.clone(),
+                object: record.object,
+                from_owner: a.owner,
+                to_owner: b.owner,
+                from_territory: a.territory,
+                to_territory: b.territory,
+            }
         })
     }
 
     pub fn finish(mut self) -> RealignReport {
-        let reps: Vec<&Tally> = self.report.reps.iter().filter(|(k, _)| k.as_str() != NONE).map(|(_, v)| v).collect();
+        let reps: Vec<&Tally> = self
+            .report
+            .reps
+            .iter()
+            .filter(|(k, _)| k.as_str() != NONE)
+            .map(|(_, v)| v)
+            .collect();
         self.report.balance_before = Balance {
-            cv_count: cv(reps.iter().filter(|t| t.before > 0).map(|t| t.before as f64).collect()),
-            cv_sum: cv(reps.iter().filter(|t| t.before > 0).map(|t| t.sum_before).collect()),
+            cv_count: cv(reps
+                .iter()
+                .filter(|t| t.before > 0)
+                .map(|t| t.before as f64)
+                .collect()),
+            cv_sum: cv(reps
+                .iter()
+                .filter(|t| t.before > 0)
+                .map(|t| t.sum_before)
+                .collect()),
         };
         self.report.balance_after = Balance {
-            cv_count: cv(reps.iter().filter(|t| t.after > 0).map(|t| t.after as f64).collect()),
-            cv_sum: cv(reps.iter().filter(|t| t.after > 0).map(|t| t.sum_after).collect()),
+            cv_count: cv(reps
+                .iter()
+                .filter(|t| t.after > 0)
+                .map(|t| t.after as f64)
+                .collect()),
+            cv_sum: cv(reps
+                .iter()
+                .filter(|t| t.after > 0)
+                .map(|t| t.sum_after)
+                .collect()),
         };
         self.report
     }
@@ -163,8 +213,18 @@ pub struct Realigner<'a> {
 }
 
 impl<'a> Realigner<'a> {
-    pub fn new(old: &'a RuleSet, new: &'a RuleSet, state: EngineState, now: Millis, balance_field: Option<String>) -> Self {
-        Realigner { old: Side::new(old, state.clone(), now), new: Side::new(new, state, now), tallies: Tallies::new(old, new, balance_field) }
+    pub fn new(
+        old: &'a RuleSet,
+        new: &'a RuleSet,
+        state: EngineState,
+        now: Millis,
+        balance_field: Option<String>,
+    ) -> Self {
+        Realigner {
+            old: Side::new(old, state.clone(), now),
+            new: Side::new(new, state, now),
+            tallies: Tallies::new(old, new, balance_field),
+        }
     }
 
     pub fn push(&mut self, record: &Record) -> Option<Move> {

@@ -19,7 +19,10 @@ pub(crate) fn compile_rep(ctx: &mut Ctx, r: &RepSpec, at: usize) -> Option<Rep> 
     let tz: Tz = match r.timezone.as_deref() {
         None => Tz::UTC,
         Some(name) => name.parse().unwrap_or_else(|_| {
-            err(ctx, format!("unknown time zone \"{name}\" (an IANA name such as Europe/Berlin)"));
+            err(
+                ctx,
+                format!("unknown time zone \"{name}\" (an IANA name such as Europe/Berlin)"),
+            );
             Tz::UTC
         }),
     };
@@ -29,27 +32,52 @@ pub(crate) fn compile_rep(ctx: &mut Ctx, r: &RepSpec, at: usize) -> Option<Rep> 
     let hours = r.working_hours.as_ref().and_then(|h| {
         let mut days = [false; 7];
         for d in &h.days {
-            match DAYS.iter().position(|x| d.trim().to_lowercase().starts_with(x)) {
+            match DAYS
+                .iter()
+                .position(|x| d.trim().to_lowercase().starts_with(x))
+            {
                 Some(i) => days[i] = true,
-                None => err(ctx, format!("unknown day \"{d}\" in working_hours (mon … sun)")),
+                None => err(
+                    ctx,
+                    format!("unknown day \"{d}\" in working_hours (mon … sun)"),
+                ),
             }
         }
         let start = hhmm(&h.start);
         let end = hhmm(&h.end);
         if start.is_none() {
-            err(ctx, format!("working_hours start \"{}\" is not HH:MM", h.start));
+            err(
+                ctx,
+                format!("working_hours start \"{}\" is not HH:MM", h.start),
+            );
         }
         if end.is_none() {
             err(ctx, format!("working_hours end \"{}\" is not HH:MM", h.end));
         }
-        Some(WorkingHours { days, start_min: start?, end_min: end? })
+        Some(WorkingHours {
+            days,
+            start_min: start?,
+            end_min: end?,
+        })
     });
     let mut out_of_office = Vec::new();
     for w in &r.out_of_office {
         match (rfc3339(&w.from), rfc3339(&w.until)) {
             (Some(a), Some(b)) if a < b => out_of_office.push((a, b)),
-            (Some(_), Some(_)) => err(ctx, format!("out_of_office from {} is not before until {}", w.from, w.until)),
-            _ => err(ctx, format!("out_of_office times \"{}\" / \"{}\" must be RFC 3339 (2026-12-24T00:00:00Z)", w.from, w.until)),
+            (Some(_), Some(_)) => err(
+                ctx,
+                format!(
+                    "out_of_office from {} is not before until {}",
+                    w.from, w.until
+                ),
+            ),
+            _ => err(
+                ctx,
+                format!(
+                    "out_of_office times \"{}\" / \"{}\" must be RFC 3339 (2026-12-24T00:00:00Z)",
+                    w.from, w.until
+                ),
+            ),
         }
     }
     ok.then(|| Rep {
@@ -75,7 +103,9 @@ fn hhmm(s: &str) -> Option<u32> {
 
 /// Epoch milliseconds of an RFC 3339 time.
 pub fn rfc3339(s: &str) -> Option<Millis> {
-    chrono::DateTime::parse_from_rfc3339(s.trim()).ok().map(|t| t.timestamp_millis())
+    chrono::DateTime::parse_from_rfc3339(s.trim())
+        .ok()
+        .map(|t| t.timestamp_millis())
 }
 
 fn local(tz: Tz, now: Millis) -> Option<chrono::DateTime<Tz>> {
@@ -86,12 +116,17 @@ impl Rep {
     /// Day number (days since 0001-01-01) in the rep's time zone: the key of
     /// daily caps, so "per day" means the rep's day.
     pub fn day(&self, now: Millis) -> i64 {
-        local(self.tz, now).map_or(now.div_euclid(allot_core::DAY_MS), |t| i64::from(t.num_days_from_ce()))
+        local(self.tz, now).map_or(now.div_euclid(allot_core::DAY_MS), |t| {
+            i64::from(t.num_days_from_ce())
+        })
     }
 
     /// The out-of-office window containing `now`, if any.
     pub fn away_until(&self, now: Millis) -> Option<Millis> {
-        self.out_of_office.iter().find(|(a, b)| *a <= now && now < *b).map(|w| w.1)
+        self.out_of_office
+            .iter()
+            .find(|(a, b)| *a <= now && now < *b)
+            .map(|w| w.1)
     }
 
     pub fn in_working_hours(&self, now: Millis) -> bool {
@@ -111,7 +146,12 @@ impl Rep {
     }
 
     /// Whether the rep can be given a record now, and why not.
-    pub fn ineligible(&self, territory: Option<&Territory>, state: &EngineState, now: Millis) -> Option<String> {
+    pub fn ineligible(
+        &self,
+        territory: Option<&Territory>,
+        state: &EngineState,
+        now: Millis,
+    ) -> Option<String> {
         if !self.active {
             return Some("inactive".into());
         }
@@ -144,5 +184,8 @@ impl Rep {
 
 /// RFC 3339 text of an epoch-ms time, for explanations.
 pub fn iso(t: Millis) -> String {
-    chrono::DateTime::from_timestamp_millis(t).map_or_else(|| t.to_string(), |d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    chrono::DateTime::from_timestamp_millis(t).map_or_else(
+        || t.to_string(),
+        |d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )
 }

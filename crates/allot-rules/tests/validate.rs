@@ -81,8 +81,17 @@ fn warns_about_overlaps_settled_by_tie_break() {
     let msgs: Vec<String> = rules.warnings.iter().map(|w| w.render("r.toml")).collect();
     // us/software and de/software may overlap; us and de cannot.
     assert_eq!(msgs.len(), 2, "{msgs:#?}");
-    assert!(msgs[0].starts_with("r.toml:7:1: warning: territories \"b-us\" and \"a-software\" may overlap"), "{msgs:#?}");
-    assert!(msgs.iter().all(|m| !(m.contains("b-us") && m.contains("c-de"))), "{msgs:#?}");
+    assert!(
+        msgs[0].starts_with(
+            "r.toml:7:1: warning: territories \"b-us\" and \"a-software\" may overlap"
+        ),
+        "{msgs:#?}"
+    );
+    assert!(
+        msgs.iter()
+            .all(|m| !(m.contains("b-us") && m.contains("c-de"))),
+        "{msgs:#?}"
+    );
 }
 
 #[test]

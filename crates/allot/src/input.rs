@@ -18,7 +18,9 @@ pub fn open(path: &str) -> anyhow::Result<Box<dyn BufRead + Send>> {
 
 pub fn read_to_string(path: &str) -> anyhow::Result<String> {
     let mut s = String::new();
-    open(path)?.read_to_string(&mut s).with_context(|| format!("cannot read {path}"))?;
+    open(path)?
+        .read_to_string(&mut s)
+        .with_context(|| format!("cannot read {path}"))?;
     Ok(s)
 }
 

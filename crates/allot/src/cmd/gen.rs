@@ -31,13 +31,23 @@ pub fn run(g: Gen) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     match g {
-        Gen::Rules { territories, reps, seed } => {
+        Gen::Rules {
+            territories,
+            reps,
+            seed,
+        } => {
             let mut spec = gen::GenSpec::new(territories, seed);
             spec.reps = reps.unwrap_or(spec.reps);
             out.write_all(gen::rules_toml(&spec).as_bytes())?;
         }
-        Gen::Records { count, object, seed } => {
-            let kind = ObjectKind::parse(&object).ok_or_else(|| anyhow::anyhow!("--object {object:?}: expected lead, account or contact"))?;
+        Gen::Records {
+            count,
+            object,
+            seed,
+        } => {
+            let kind = ObjectKind::parse(&object).ok_or_else(|| {
+                anyhow::anyhow!("--object {object:?}: expected lead, account or contact")
+            })?;
             for r in gen::records(count, seed, kind) {
                 serde_json::to_writer(&mut out, &r)?;
                 out.write_all(b"\n")?;

@@ -47,7 +47,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let reader = input::open(&a.records)?;
     let progress = if std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {human_pos} records {per_sec} {elapsed}")?);
+        bar.set_style(indicatif::ProgressStyle::with_template(
+            "{spinner} {human_pos} records {per_sec} {elapsed}",
+        )?);
         bar
     } else {
         indicatif::ProgressBar::hidden()
@@ -55,7 +57,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut moves: Option<Box<dyn Write>> = match a.moves.as_deref() {
         None => None,
         Some("-") => Some(Box::new(BufWriter::new(std::io::stdout()))),
-        Some(p) => Some(Box::new(BufWriter::new(File::create(p).with_context(|| format!("cannot create {p}"))?))),
+        Some(p) => Some(Box::new(BufWriter::new(
+            File::create(p).with_context(|| format!("cannot create {p}"))?,
+        ))),
     };
     // One thread parses, one decides under each rule set (their states are
     // independent), and this one counts: realignment is bound by decisions.
@@ -68,15 +72,22 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         let mut batch = Vec::with_capacity(BATCH);
         let send = |b: Vec<_>| {
             let b: Batch = Arc::new(b);
-            tx_old.send(b.clone()).is_ok() && tx_new.send(b.clone()).is_ok() && tx_main.send(b).is_ok()
+            tx_old.send(b.clone()).is_ok()
+                && tx_new.send(b.clone()).is_ok()
+                && tx_main.send(b).is_ok()
         };
         for (n, line) in reader.lines().enumerate() {
             let line = line.with_context(|| format!("{source}:{}: cannot read", n + 1))?;
             if line.trim().is_empty() {
                 continue;
             }
-            batch.push((n + 1, serde_json::from_str::<Record>(&line).map_err(|e| e.to_string())));
-            if batch.len() == BATCH && !send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH))) {
+            batch.push((
+                n + 1,
+                serde_json::from_str::<Record>(&line).map_err(|e| e.to_string()),
+            ));
+            if batch.len() == BATCH
+                && !send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+            {
                 return Ok(());
             }
         }
@@ -91,7 +102,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             scope.spawn(move || {
                 let mut side = Side::new(rules, EngineState::default(), now);
                 for batch in rx {
-                    let placed = batch.iter().filter_map(|(_, r)| r.as_ref().ok()).map(|r| side.place(r)).collect();
+                    let placed = batch
+                        .iter()
+                        .filter_map(|(_, r)| r.as_ref().ok())
+                        .map(|r| side.place(r))
+                        .collect();
                     if tx.send(placed).is_err() {
                         return;
                     }
@@ -108,7 +123,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             for (line, r) in batch.iter() {
                 match r {
                     Ok(record) => {
-                        let Some((x, y)) = placed.next() else { anyhow::bail!("decision threads out of step") };
+                        let Some((x, y)) = placed.next() else {
+                            anyhow::bail!("decision threads out of step")
+                        };
                         if let (Some(m), Some(w)) = (tallies.add(record, x, y), moves.as_mut()) {
                             serde_json::to_writer(&mut *w, &m)?;
                             w.write_all(b"\n")?;
@@ -124,7 +141,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
         Ok(())
     })?;
-    parser.join().map_err(|_| anyhow::anyhow!("record reader panicked"))??;
+    parser
+        .join()
+        .map_err(|_| anyhow::anyhow!("record reader panicked"))??;
     progress.finish_and_clear();
     if let Some(w) = moves.as_mut() {
         w.flush()?;
@@ -157,12 +176,32 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 
 fn print_table(what: &str, rows: &BTreeMap<String, Tally>, top: usize) {
     let mut rows: Vec<(&String, &Tally)> = rows.iter().collect();
-    rows.sort_by(|a, b| (b.1.moved_in + b.1.moved_out).cmp(&(a.1.moved_in + a.1.moved_out)).then(a.0.cmp(b.0)));
-    let shown = if top == 0 { rows.len() } else { top.min(rows.len()) };
-    let width = rows.iter().take(shown).map(|r| r.0.len()).max().unwrap_or(0).max(what.len());
-    println!("\n{what:<width$} {:>10} {:>10} {:>9} {:>9}", "before", "after", "in", "out");
+    rows.sort_by(|a, b| {
+        (b.1.moved_in + b.1.moved_out)
+            .cmp(&(a.1.moved_in + a.1.moved_out))
+            .then(a.0.cmp(b.0))
+    });
+    let shown = if top == 0 {
+        rows.len()
+    } else {
+        top.min(rows.len())
+    };
+    let width = rows
+        .iter()
+        .take(shown)
+        .map(|r| r.0.len())
+        .max()
+        .unwrap_or(0)
+        .max(what.len());
+    println!(
+        "\n{what:<width$} {:>10} {:>10} {:>9} {:>9}",
+        "before", "after", "in", "out"
+    );
     for (k, t) in rows.iter().take(shown) {
-        println!("{k:<width$} {:>10} {:>10} {:>9} {:>9}", t.before, t.after, t.moved_in, t.moved_out);
+        println!(
+            "{k:<width$} {:>10} {:>10} {:>9} {:>9}",
+            t.before, t.after, t.moved_in, t.moved_out
+        );
     }
     if shown < rows.len() {
         println!("… {} more (--top 0 shows all)", rows.len() - shown);

@@ -50,7 +50,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let rules = input::rules(&a.rules)?;
     let now = input::now(a.now.as_deref())?;
     let mut state: EngineState = match &a.state {
-        Some(p) => serde_json::from_str(&input::read_to_string(p)?).with_context(|| format!("{p}: not an engine state file"))?,
+        Some(p) => serde_json::from_str(&input::read_to_string(p)?)
+            .with_context(|| format!("{p}: not an engine state file"))?,
         None => EngineState::default(),
     };
     let reader = input::open(&a.records)?;
@@ -69,7 +70,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 bad += 1;
                 let msg = format!("{}:{line_no}: {e}", a.records);
                 eprintln!("allot: {msg}");
-                serde_json::to_writer(&mut out, &serde_json::json!({ "line": line_no, "error": msg }))?;
+                serde_json::to_writer(
+                    &mut out,
+                    &serde_json::json!({ "line": line_no, "error": msg }),
+                )?;
                 out.write_all(b"\n")?;
                 continue;
             }
@@ -94,7 +98,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     if let Some(p) = &a.state_out {
-        std::fs::write(p, serde_json::to_vec_pretty(&state)?).with_context(|| format!("cannot write {p}"))?;
+        std::fs::write(p, serde_json::to_vec_pretty(&state)?)
+            .with_context(|| format!("cannot write {p}"))?;
     }
     if bad > 0 {
         eprintln!("allot: {bad} malformed line(s) in {}", a.records);

@@ -38,7 +38,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 rules.named_accounts.len(),
                 rules.warnings.len()
             );
-            Ok(ExitCode::from(u8::from(a.strict && !rules.warnings.is_empty())))
+            Ok(ExitCode::from(u8::from(
+                a.strict && !rules.warnings.is_empty(),
+            )))
         }
     }
 }
