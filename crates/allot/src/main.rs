@@ -23,6 +23,8 @@ enum Command {
     Simulate(cmd::simulate::Args),
     /// Compare two rule sets over a set of records: moves and balance per territory and rep.
     Realign(cmd::realign::Args),
+    /// Decode raw CRM change events and print them as allot sees them.
+    Decode(cmd::decode::Args),
     /// Generate deterministic synthetic rules or records (for benchmarks and drills).
     #[command(subcommand)]
     Gen(cmd::gen::Gen),
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         Command::Simulate(a) => cmd::simulate::run(a),
         Command::Realign(a) => cmd::realign::run(a),
         Command::Gen(g) => cmd::gen::run(g),
+        Command::Decode(a) => cmd::decode::run(a),
     };
     match result {
         Ok(code) => code,

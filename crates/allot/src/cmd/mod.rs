@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod decode;
 pub mod gen;
 pub mod realign;
 pub mod simulate;
