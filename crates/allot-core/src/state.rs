@@ -1,7 +1,8 @@
 //! Engine state: explicit, serialisable data handed to `decide` and changed
 //! only by applying the [`StateOp`]s a decision returns.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
 
 use serde::{Deserialize, Serialize};
 
@@ -70,9 +71,10 @@ pub struct EngineState {
     pub open: BTreeMap<String, i64>,
     #[serde(default)]
     pub daily: BTreeMap<String, DailyCount>,
-    /// Known accounts by lower-case domain.
-    #[serde(default)]
-    pub accounts_by_domain: BTreeMap<String, Vec<AccountRef>>,
+    /// Known accounts by lower-case domain. A hash map: it holds one entry
+    /// per account domain (millions), and is written out sorted.
+    #[serde(default, serialize_with = "sorted")]
+    pub accounts_by_domain: HashMap<String, Vec<AccountRef>>,
 }
 
 impl EngineState {
@@ -93,17 +95,32 @@ impl EngineState {
         }
     }
 
+    /// Like [`EngineState::apply`], moving the ops' values instead of cloning them.
+    pub fn apply_owned(&mut self, ops: Vec<StateOp>) {
+        for op in ops {
+            match op {
+                StateOp::SetCursor { team, cursor } => {
+                    self.cursors.insert(team, cursor);
+                }
+                other => self.apply_one(&other),
+            }
+        }
+    }
+
     pub fn apply_one(&mut self, op: &StateOp) {
         match op {
-            StateOp::SetCursor { team, cursor } => {
-                self.cursors.insert(team.clone(), cursor.clone());
-            }
+            StateOp::SetCursor { team, cursor } => match self.cursors.get_mut(team) {
+                Some(c) => c.clone_from(cursor),
+                None => {
+                    self.cursors.insert(team.clone(), cursor.clone());
+                }
+            },
             StateOp::OpenDelta { rep, delta } => {
-                let n = self.open.entry(rep.clone()).or_insert(0);
+                let n = entry(&mut self.open, rep);
                 *n = (*n + delta).max(0);
             }
             StateOp::DailyInc { rep, day } => {
-                let d = self.daily.entry(rep.clone()).or_default();
+                let d = entry(&mut self.daily, rep);
                 if d.day == *day {
                     d.count += 1;
                 } else if d.day < *day || d.count == 0 {
@@ -114,9 +131,11 @@ impl EngineState {
                 }
             }
             StateOp::UpsertAccount { domain, account } => {
-                let list = self.accounts_by_domain.entry(domain.clone()).or_default();
-                list.retain(|a| a.account_id != account.account_id);
-                list.push(account.clone());
+                let list = entry(&mut self.accounts_by_domain, domain);
+                match list.iter_mut().find(|a| a.account_id == account.account_id) {
+                    Some(a) => a.clone_from(account),
+                    None => list.push(account.clone()),
+                }
             }
             StateOp::RemoveAccount { domain, account_id } => {
                 if let Some(list) = self.accounts_by_domain.get_mut(domain) {
@@ -128,6 +147,55 @@ impl EngineState {
             }
         }
     }
+}
+
+/// Serialises a hash map in key order, so state files are stable.
+fn sorted<S: serde::Serializer, K: Ord + Serialize + Hash, V: Serialize>(
+    m: &HashMap<K, V>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let ordered: BTreeMap<&K, &V> = m.iter().collect();
+    ordered.serialize(s)
+}
+
+/// Maps with `String` keys.
+trait StrMap<V> {
+    fn has(&self, key: &str) -> bool;
+    fn put(&mut self, key: String, v: V);
+    fn get_mut_str(&mut self, key: &str) -> Option<&mut V>;
+}
+
+impl<V> StrMap<V> for BTreeMap<String, V> {
+    fn has(&self, key: &str) -> bool {
+        self.contains_key(key)
+    }
+    fn put(&mut self, key: String, v: V) {
+        self.insert(key, v);
+    }
+    fn get_mut_str(&mut self, key: &str) -> Option<&mut V> {
+        self.get_mut(key)
+    }
+}
+
+impl<V> StrMap<V> for HashMap<String, V> {
+    fn has(&self, key: &str) -> bool {
+        self.contains_key(key)
+    }
+    fn put(&mut self, key: String, v: V) {
+        self.insert(key, v);
+    }
+    fn get_mut_str(&mut self, key: &str) -> Option<&mut V> {
+        self.get_mut(key)
+    }
+}
+
+/// The value under `key`, inserted as default first; allocates the key only
+/// when it is new.
+fn entry<'m, V: Default>(map: &'m mut impl StrMap<V>, key: &str) -> &'m mut V {
+    if !map.has(key) {
+        map.put(key.to_string(), V::default());
+    }
+    map.get_mut_str(key).expect("inserted above")
 }
 
 #[cfg(test)]

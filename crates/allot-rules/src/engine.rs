@@ -103,6 +103,8 @@ struct Draft<'a> {
     now: Millis,
     /// Whether to write explanation lines and candidate reasons.
     full: bool,
+    /// The record's company domain, worked out once.
+    domain: Option<String>,
     live: Vec<usize>,
     notes: Vec<CandidateNote>,
     explanation: Vec<String>,
@@ -158,6 +160,7 @@ impl<'a> Draft<'a> {
             record,
             now,
             full,
+            domain: record_domain(record),
             live: found.to_vec(),
             notes,
             explanation,
@@ -331,7 +334,7 @@ impl<'a> Draft<'a> {
 
     fn named_account(&mut self) {
         let r = self.record;
-        let domain = record_domain(r);
+        let domain = self.domain.clone();
         let company = r
             .field("company")
             .and_then(|v| v.as_text())
@@ -389,7 +392,7 @@ impl<'a> Draft<'a> {
         if self.record.object == ObjectKind::Account {
             return;
         }
-        let Some(domain) = record_domain(self.record) else {
+        let Some(domain) = self.domain.clone() else {
             return;
         };
         if self.rules.free_mail.contains(&domain) {
@@ -646,7 +649,7 @@ impl<'a> Draft<'a> {
             }
         }
         if record.object == ObjectKind::Account {
-            if let Some(domain) = record_domain(record) {
+            if let Some(domain) = self.domain.take() {
                 let account = allot_core::AccountRef {
                     account_id: record.id.clone(),
                     owner: self.owner.clone(),

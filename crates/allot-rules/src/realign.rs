@@ -2,7 +2,7 @@
 //! decided under a new rule set instead of the old one. Pure aggregation; the
 //! CLI and the admin API feed it records and print the report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use allot_core::{EngineState, Millis, ObjectKind, Record};
 use serde::Serialize;
@@ -82,7 +82,7 @@ impl<'a> Side<'a> {
             Matcher::Indexed,
             Detail::Lean,
         );
-        self.state.apply(&out.ops);
+        self.state.apply_owned(out.ops);
         Placement {
             owner: out.decision.owner,
             territory: out.decision.territory,
@@ -95,6 +95,9 @@ const NONE: &str = "(none)";
 /// Counts placements before and after into a [`RealignReport`].
 pub struct Tallies {
     report: RealignReport,
+    /// Hash maps while counting (millions of lookups), sorted into the report at the end.
+    territories: HashMap<String, Tally>,
+    reps: HashMap<String, Tally>,
 }
 
 impl Tallies {
@@ -105,7 +108,11 @@ impl Tallies {
             balance_field,
             ..RealignReport::default()
         };
-        Tallies { report }
+        Tallies {
+            report,
+            territories: HashMap::new(),
+            reps: HashMap::new(),
+        }
     }
 
     /// Adds one record placed by both sides; returns its move when the owner changes.
@@ -120,12 +127,17 @@ impl Tallies {
         let r = &mut self.report;
         r.records += 1;
         count(
-            &mut r.territories,
+            &mut self.territories,
             a.territory.as_deref(),
             b.territory.as_deref(),
             weight,
         );
-        count(&mut r.reps, a.owner.as_deref(), b.owner.as_deref(), weight);
+        count(
+            &mut self.reps,
+            a.owner.as_deref(),
+            b.owner.as_deref(),
+            weight,
+        );
         (a.owner != b.owner).then(|| {
             r.moved += 1;
             Move {
@@ -140,6 +152,8 @@ impl Tallies {
     }
 
     pub fn finish(mut self) -> RealignReport {
+        self.report.territories = self.territories.into_iter().collect();
+        self.report.reps = self.reps.into_iter().collect();
         let reps: Vec<&Tally> = self
             .report
             .reps
@@ -175,7 +189,7 @@ impl Tallies {
     }
 }
 
-fn tally<'m>(map: &'m mut BTreeMap<String, Tally>, key: Option<&str>) -> &'m mut Tally {
+fn tally<'m>(map: &'m mut HashMap<String, Tally>, key: Option<&str>) -> &'m mut Tally {
     let key = key.unwrap_or(NONE);
     if !map.contains_key(key) {
         map.insert(key.to_string(), Tally::default());
@@ -183,7 +197,7 @@ fn tally<'m>(map: &'m mut BTreeMap<String, Tally>, key: Option<&str>) -> &'m mut
     map.get_mut(key).expect("inserted above")
 }
 
-fn count(map: &mut BTreeMap<String, Tally>, from: Option<&str>, to: Option<&str>, weight: f64) {
+fn count(map: &mut HashMap<String, Tally>, from: Option<&str>, to: Option<&str>, weight: f64) {
     let moved = from != to;
     let t = tally(map, from);
     t.before += 1;
