@@ -1,0 +1,188 @@
+//! The `allot` binary as a user runs it.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+const EXAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../config/rules.example.toml"
+);
+const NOW: &str = "2026-11-25T17:00:00Z";
+
+fn allot(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_allot"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("allot runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("allot exits")
+}
+
+fn lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
+}
+
+#[test]
+fn validate_exit_codes() {
+    let ok = allot(&["validate", EXAMPLE], "");
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let bad = allot(
+        &["validate", "-"],
+        "[[reps]]\nid = \"a\"\n[[territories]]\nid = \"t\"\nowner = { rep = \"b\" }\n",
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("-:3:1: error: territory \"t\": undefined rep \"b\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn simulate_reports_bad_lines_and_goes_on() {
+    let input = concat!(
+        r#"{"object":"lead","id":"L1","fields":{"country":"United States","state":"California","postal_code":"94105"}}"#,
+        "\n",
+        "{not json}\n",
+        r#"{"object":"lead","id":"L2","owner":"005-cho","fields":{"country":"US","state":"TX"}}"#,
+        "\n",
+    );
+    let out = allot(&["simulate", "--rules", EXAMPLE, "--now", NOW], input);
+    assert_eq!(out.status.code(), Some(2));
+    let rows = lines(&out);
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["id"], "L1");
+    assert_eq!(rows[0]["owner"], "005-ana");
+    assert_eq!(rows[0]["territory"], "na-bay-area");
+    assert_eq!(rows[0]["strategy"], "most_specific");
+    assert_eq!(rows[0]["changed"], true);
+    assert!(rows[0]["explanation"]
+        .as_str()
+        .is_some_and(|e| e.contains("matched 3 territories")));
+    assert_eq!(rows[1]["line"], 2);
+    assert!(rows[1]["error"]
+        .as_str()
+        .is_some_and(|e| e.starts_with("-:2:")));
+    assert_eq!(rows[2]["strategy"], "existing_owner");
+    assert_eq!(rows[2]["changed"], false);
+}
+
+#[test]
+fn simulate_state_flows_between_records_and_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state.json");
+    let state = state.to_str().expect("utf-8 path");
+    let rec = |id: &str| {
+        format!("{{\"object\":\"lead\",\"id\":\"{id}\",\"fields\":{{\"country\":\"CA\"}}}}\n")
+    };
+    let first = allot(
+        &[
+            "simulate",
+            "--rules",
+            EXAMPLE,
+            "--now",
+            NOW,
+            "--state-out",
+            state,
+        ],
+        &(rec("a") + &rec("b")),
+    );
+    let owners: Vec<String> = lines(&first)
+        .iter()
+        .map(|r| r["owner"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(owners, ["005-ana", "005-ben"]);
+    let second = allot(
+        &[
+            "simulate", "--rules", EXAMPLE, "--now", NOW, "--state", state,
+        ],
+        &rec("c"),
+    );
+    assert_eq!(lines(&second)[0]["owner"], "005-cho");
+}
+
+#[test]
+fn gen_is_deterministic_and_realign_reports_moves() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = |n: &str| dir.path().join(n).to_str().expect("utf-8 path").to_string();
+    for (seed, name) in [("1", "old.toml"), ("2", "new.toml")] {
+        let out = allot(&["gen", "rules", "--territories", "60", "--seed", seed], "");
+        std::fs::write(p(name), &out.stdout).expect("write rules");
+        assert_eq!(allot(&["validate", &p(name)], "").status.code(), Some(0));
+    }
+    let a = allot(&["gen", "records", "--count", "300", "--seed", "5"], "");
+    let b = allot(&["gen", "records", "--count", "300", "--seed", "5"], "");
+    assert_eq!(a.stdout, b.stdout);
+    std::fs::write(p("records.jsonl"), &a.stdout).expect("write records");
+    let out = allot(
+        &[
+            "realign",
+            "--rules",
+            &p("old.toml"),
+            "--to",
+            &p("new.toml"),
+            "--records",
+            &p("records.jsonl"),
+            "--now",
+            NOW,
+            "--json",
+            "--moves",
+            &p("moves.jsonl"),
+        ],
+        "",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(report["records"], 300);
+    let moved = report["moved"].as_u64().expect("moved");
+    let moves = std::fs::read_to_string(p("moves.jsonl")).expect("moves");
+    assert_eq!(moves.lines().count() as u64, moved);
+    let reps = report["reps"].as_object().expect("reps");
+    let before: u64 = reps
+        .values()
+        .map(|t| t["before"].as_u64().unwrap_or(0))
+        .sum();
+    let moved_in: u64 = reps
+        .values()
+        .map(|t| t["moved_in"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(before, 300);
+    assert_eq!(moved_in, moved);
+}
+
+#[test]
+fn decode_prints_events_and_names_bad_lines() {
+    let input = concat!(
+        r#"[{"eventId":1,"subscriptionId":2,"portalId":3,"occurredAt":1714153779512,"subscriptionType":"contact.propertyChange","objectId":42,"propertyName":"country","propertyValue":"Germany","changeSource":"CRM_UI"}]"#,
+        "\n",
+        "{oops\n",
+    );
+    let out = allot(&["decode"], input);
+    assert_eq!(out.status.code(), Some(2));
+    let rows = lines(&out);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["record_id"], "42");
+    assert_eq!(rows[0]["fields"]["country"], "Germany");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-:2:"));
+}
