@@ -109,6 +109,7 @@ impl Decision {
         let owner = self.owner.clone()?;
         self.changed.then(|| OwnerChange {
             v: DECISION_VERSION,
+            crm: None,
             record_id: self.record_id.clone(),
             object: self.object,
             owner,
@@ -125,6 +126,9 @@ impl Decision {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OwnerChange {
     pub v: u8,
+    /// The CRM that holds the record; the writer routes by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crm: Option<crate::Crm>,
     pub record_id: String,
     pub object: ObjectKind,
     pub owner: String,

@@ -1,0 +1,113 @@
+//! The single-process ingest loop over the embedded durable log: read a
+//! chunk from the committed position, stage it through the pipeline, commit
+//! the effects, dead letters and the new position in one batch.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use allot_events::Format;
+use allot_store::Store;
+use tokio::sync::Notify;
+use tracing::{error, info};
+
+use crate::pipeline::{Payload, Pipeline, Staged};
+use crate::raw::{DeadLetter, RawEntry, DLQ_LOG, INGEST_GROUP, RAW_LOG};
+use crate::ServiceError;
+
+/// The embedded ingest (and assign) stage.
+pub struct EmbeddedIngest {
+    pub store: Arc<Store>,
+    pub pipeline: Pipeline,
+    /// Woken after each commit that put owner changes in the outbox.
+    pub outbox_ready: Arc<Notify>,
+    /// Most log entries per batch.
+    pub max_chunk: usize,
+}
+
+/// Counts of one committed chunk, for callers that report progress.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChunkReport {
+    pub entries: usize,
+    pub events: usize,
+    pub decisions: usize,
+    pub changes: usize,
+    pub dead: usize,
+}
+
+impl EmbeddedIngest {
+    /// Runs until `shutdown` resolves; finishes the chunk in hand first.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ServiceError> {
+        tokio::pin!(shutdown);
+        let log = self.store.log(RAW_LOG);
+        info!(from = log.committed(INGEST_GROUP)?, "embedded ingest started");
+        loop {
+            let generation = log.generation();
+            let report = self.step().await?;
+            if report.entries > 0 {
+                continue;
+            }
+            tokio::select! {
+                _ = log.changed(generation) => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = &mut shutdown => break,
+            }
+        }
+        info!("embedded ingest stopped");
+        Ok(())
+    }
+
+    /// Processes one chunk (possibly empty) and commits it.
+    pub async fn step(&mut self) -> Result<ChunkReport, ServiceError> {
+        let log = self.store.log(RAW_LOG);
+        let from = log.committed(INGEST_GROUP)?;
+        let entries = log.read(from, self.max_chunk)?;
+        let Some(&(last, _)) = entries.last() else { return Ok(ChunkReport::default()) };
+        let started = Instant::now();
+        let now = crate::now_ms();
+        let mut bad = Vec::new();
+        let payloads: Vec<Payload> = entries
+            .iter()
+            .filter_map(|(offset, bytes)| {
+                let source = format!("{RAW_LOG}@{offset}");
+                match serde_json::from_slice::<RawEntry>(bytes) {
+                    Ok(e) => Some(Payload { format: e.format.parse().unwrap_or(Format::Auto), source, body: e.body.into_bytes() }),
+                    Err(err) => {
+                        let body = String::from_utf8_lossy(bytes).into_owned();
+                        bad.push(DeadLetter { v: 1, kind: "envelope".into(), reason: format!("log entry is not a raw envelope: {err}"), source, at: now, body });
+                        None
+                    }
+                }
+            })
+            .collect();
+        let Staged { mut batch, decisions, changes, mut dead, events } = self.pipeline.stage(&payloads, now).await?;
+        dead.extend(bad);
+        for d in &dead {
+            if let Ok(bytes) = serde_json::to_vec(d) {
+                batch.log_append(DLQ_LOG, &bytes);
+            }
+        }
+        batch.log_commit(RAW_LOG, INGEST_GROUP, last + 1);
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.commit(batch)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                error!(error = %e, "ingest commit failed");
+                return Err(e.into());
+            }
+            Err(e) => return Err(ServiceError::Stopped { stage: "ingest", detail: e.to_string() }),
+        }
+        if !changes.is_empty() {
+            self.outbox_ready.notify_one();
+        }
+        let lag = log.end_offset()?.saturating_sub(last + 1);
+        self.pipeline_metrics(lag, started);
+        Ok(ChunkReport { entries: entries.len(), events, decisions: decisions.len(), changes: changes.len(), dead: dead.len() })
+    }
+
+    fn pipeline_metrics(&self, lag: u64, started: Instant) {
+        let m = self.pipeline.metrics();
+        m.lag.with_label_values(&[RAW_LOG, "0"]).set(i64::try_from(lag).unwrap_or(i64::MAX));
+        m.batch_seconds.with_label_values(&["ingest"]).observe(started.elapsed().as_secs_f64());
+    }
+}

@@ -1,0 +1,22 @@
+//! allot's stages and their HTTP endpoints.
+//!
+//! The stage logic is transport-agnostic: [`pipeline::Pipeline`] turns raw
+//! CRM payloads into merged records, decisions and owner changes, staged in
+//! one store batch that the caller commits together with its source position
+//! before acknowledging upstream. The embedded loop ([`embedded`]) feeds it
+//! from the store's durable log; the Kafka source feeds it from topics.
+
+pub mod embedded;
+pub mod error;
+pub mod hydrate;
+pub mod metrics;
+pub mod pipeline;
+pub mod raw;
+pub mod webhooks;
+
+pub use error::ServiceError;
+
+/// The wall clock, read only by services (never by the engine or decoders).
+pub fn now_ms() -> allot_core::Millis {
+    chrono::Utc::now().timestamp_millis()
+}

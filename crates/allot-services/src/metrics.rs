@@ -1,0 +1,92 @@
+//! Prometheus metrics of the stages: `allot_<stage>_<name>_<unit>_total`,
+//! a small fixed set of labels, never a record id.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Every metric the stages export, registered in one registry.
+#[derive(Clone)]
+pub struct Metrics {
+    pub registry: Registry,
+    /// Raw payloads read from a source, by source kind.
+    pub consumed: IntCounterVec,
+    /// Change events decoded, by CRM.
+    pub decoded: IntCounterVec,
+    /// Events dropped as already seen (redelivery, replay).
+    pub deduped: IntCounter,
+    /// Payloads and events sent to the dead-letter log or topic, by error kind.
+    pub dead_lettered: IntCounterVec,
+    /// allot's own owner writes coming back, merged without a decision.
+    pub echoes: IntCounter,
+    /// Events older than the record state already applied.
+    pub stale: IntCounter,
+    /// Records re-read from the CRM.
+    pub hydrated: IntCounterVec,
+    /// Decisions, by the strategy that settled them and whether the owner changed.
+    pub decisions: IntCounterVec,
+    /// Decisions by winning territory (bounded by the rule set's size).
+    pub decisions_by_territory: IntCounterVec,
+    /// Events not yet consumed, per source and partition.
+    pub lag: IntGaugeVec,
+    /// Time to process and commit one batch, by stage.
+    pub batch_seconds: HistogramVec,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new_custom(Some("allot".into()), None).unwrap_or_default();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|_| unreachable_metric(name));
+            let _ = registry.register(Box::new(c.clone()));
+            c
+        };
+        let single = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).unwrap_or_else(|_| unreachable_metric(name));
+            let _ = registry.register(Box::new(c.clone()));
+            c
+        };
+        let lag = IntGaugeVec::new(Opts::new("ingest_lag_events", "events not yet consumed per source and partition"), &["source", "partition"])
+            .unwrap_or_else(|_| unreachable_metric("lag"));
+        let _ = registry.register(Box::new(lag.clone()));
+        let batch_seconds = HistogramVec::new(
+            HistogramOpts::new("stage_batch_seconds", "time to process and commit one batch").buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]),
+            &["stage"],
+        )
+        .unwrap_or_else(|_| unreachable_metric("batch_seconds"));
+        let _ = registry.register(Box::new(batch_seconds.clone()));
+        Metrics {
+            consumed: counter("ingest_payloads_consumed_total", "raw payloads read from a source", &["source"]),
+            decoded: counter("ingest_events_decoded_total", "change events decoded", &["crm"]),
+            deduped: single("ingest_events_deduped_total", "events dropped as already seen"),
+            dead_lettered: counter("ingest_dead_lettered_total", "payloads or events dead-lettered", &["kind"]),
+            echoes: single("ingest_echoes_total", "allot's own writes coming back"),
+            stale: single("ingest_events_stale_total", "events older than the applied state"),
+            hydrated: counter("ingest_hydrations_total", "records re-read from the CRM", &["outcome"]),
+            decisions: counter("assign_decisions_total", "decisions made", &["strategy", "changed"]),
+            decisions_by_territory: counter("assign_decisions_by_territory_total", "decisions per winning territory", &["territory"]),
+            lag,
+            batch_seconds,
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Metric definitions are constants: failing to build one is a programming error.
+fn unreachable_metric<T>(name: &str) -> T {
+    panic!("metric {name} is malformed")
+}

@@ -1,0 +1,273 @@
+//! Ingest and assign as one step over a chunk of raw payloads: decode,
+//! dedupe, merge into the last known record, hydrate, drop own echoes,
+//! decide, and stage every effect in one store batch.
+//!
+//! The caller adds its source position to the returned batch, commits it
+//! (one transaction, one flush) and only then acknowledges upstream, so a
+//! crash at any point either loses nothing or redoes work the dedupe window
+//! recognises.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use allot_core::{ChangeEvent, ChangeKind, Crm, Decision, EngineState, Millis, ObjectKind, OwnerChange, Record};
+use allot_events::{decode, merge, EchoFilter, FieldMap, Format};
+use allot_rules::RuleSet;
+use allot_store::{Batch, OrderKey, Store};
+use tracing::{debug, warn};
+
+use crate::hydrate::Hydrator;
+use crate::metrics::Metrics;
+use crate::raw::DeadLetter;
+use crate::ServiceError;
+
+/// One raw payload as it arrived.
+#[derive(Debug, Clone)]
+pub struct Payload {
+    pub format: Format,
+    /// Where it is, for dead letters and logs: `allot.raw@17`, `kafka:topic:2@991`.
+    pub source: String,
+    pub body: Vec<u8>,
+}
+
+/// Field maps per CRM.
+#[derive(Debug, Clone)]
+pub struct FieldMaps {
+    pub salesforce: FieldMap,
+    pub hubspot: FieldMap,
+    pub native: FieldMap,
+}
+
+impl Default for FieldMaps {
+    fn default() -> Self {
+        FieldMaps { salesforce: FieldMap::salesforce_default(), hubspot: FieldMap::hubspot_default(), native: FieldMap::identity() }
+    }
+}
+
+impl FieldMaps {
+    pub fn get(&self, crm: Crm) -> &FieldMap {
+        match crm {
+            Crm::Salesforce => &self.salesforce,
+            Crm::Hubspot => &self.hubspot,
+            Crm::Native => &self.native,
+        }
+    }
+}
+
+/// How the pipeline recognises allot's own writes coming back.
+#[derive(Debug, Clone)]
+pub struct EchoConfig {
+    pub filter: EchoFilter,
+    /// An owner change matching a write allot made this recently is an echo.
+    pub ledger_window_ms: Millis,
+}
+
+impl Default for EchoConfig {
+    fn default() -> Self {
+        EchoConfig { filter: EchoFilter { salesforce_client_id: None, hubspot_source_ids: Vec::new(), hubspot_app_id: None }, ledger_window_ms: 15 * 60_000 }
+    }
+}
+
+/// What one chunk produced, not yet committed.
+#[derive(Default)]
+pub struct Staged {
+    pub batch: Batch,
+    pub decisions: Vec<Decision>,
+    pub changes: Vec<OwnerChange>,
+    pub dead: Vec<DeadLetter>,
+    pub events: usize,
+}
+
+pub struct Pipeline {
+    store: Arc<Store>,
+    rules: Arc<RuleSet>,
+    fields_read: BTreeSet<String>,
+    /// The engine state, kept in memory; every change also goes to the batch.
+    state: EngineState,
+    maps: FieldMaps,
+    echo: EchoConfig,
+    hydrator: Hydrator,
+    metrics: Metrics,
+}
+
+type Cached = (Option<Record>, Option<OrderKey>);
+
+impl Pipeline {
+    /// Loads the engine state from the store.
+    pub fn new(store: Arc<Store>, rules: Arc<RuleSet>, maps: FieldMaps, echo: EchoConfig, hydrator: Hydrator, metrics: Metrics) -> Result<Pipeline, ServiceError> {
+        let state = store.engine_state()?;
+        let fields_read = rules.fields_read();
+        Ok(Pipeline { store, rules, fields_read, state, maps, echo, hydrator, metrics })
+    }
+
+    pub fn rules(&self) -> &Arc<RuleSet> {
+        &self.rules
+    }
+
+    /// Decisions from now on use `rules`.
+    pub fn set_rules(&mut self, rules: Arc<RuleSet>) {
+        self.fields_read = rules.fields_read();
+        self.rules = rules;
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    pub fn state(&self) -> &EngineState {
+        &self.state
+    }
+
+    /// Processes `payloads` in order and stages every effect.
+    pub async fn stage(&mut self, payloads: &[Payload], now: Millis) -> Result<Staged, ServiceError> {
+        let mut out = Staged { batch: self.store.batch(), ..Staged::default() };
+        let mut cache: HashMap<(ObjectKind, String), Cached> = HashMap::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        for p in payloads {
+            let decoded = decode(&p.body, p.format);
+            for e in decoded.errors {
+                warn!(source = %p.source, kind = e.kind(), error = %e, "undecodable event");
+                self.dead(&mut out, e.kind(), e.to_string(), p, now);
+            }
+            for event in decoded.events {
+                self.metrics.decoded.with_label_values(&[event.source.as_str()]).inc();
+                out.events += 1;
+                if !seen.insert(event.event_id.clone()) || self.store.seen(&event.event_id)? {
+                    self.metrics.deduped.inc();
+                    debug!(event_id = %event.event_id, "duplicate event dropped");
+                    continue;
+                }
+                out.batch.mark_seen(&event.event_id, now);
+                if event.change == ChangeKind::Overflow {
+                    let reason = format!("GAP_OVERFLOW: too many {} changes to describe; resync every {} record", event.object, event.object);
+                    self.dead(&mut out, "overflow", reason, p, now);
+                    continue;
+                }
+                self.event(&mut out, &mut cache, event, now).await?;
+            }
+        }
+        Ok(out)
+    }
+
+    fn dead(&self, out: &mut Staged, kind: &str, reason: String, p: &Payload, now: Millis) {
+        self.metrics.dead_lettered.with_label_values(&[kind]).inc();
+        out.dead.push(DeadLetter { v: 1, kind: kind.to_string(), reason, source: p.source.clone(), at: now, body: String::from_utf8_lossy(&p.body).into_owned() });
+    }
+
+    async fn event(&mut self, out: &mut Staged, cache: &mut HashMap<(ObjectKind, String), Cached>, event: ChangeEvent, now: Millis) -> Result<(), ServiceError> {
+        let Some(id) = event.record_id.clone() else { return Ok(()) };
+        let key = (event.object, id.clone());
+        let (before, applied) = match cache.get(&key) {
+            Some(c) => c.clone(),
+            None => match self.store.record(event.object, &id)? {
+                Some((r, k)) => (Some(r), k),
+                None => (None, None),
+            },
+        };
+        let map = self.maps.get(event.source);
+        let mut m = merge(before.clone(), applied, &event, map);
+        if m.stale {
+            self.metrics.stale.inc();
+            debug!(event_id = %event.event_id, record_id = %id, "stale event skipped");
+            return Ok(());
+        }
+        if m.needs_hydration && self.hydrator.enabled() {
+            let fields = map.mapped_crm_fields(event.object);
+            match self.hydrator.fetch(event.source, event.object, &id, &fields).await {
+                Ok(Some(values)) => {
+                    self.metrics.hydrated.with_label_values(&["ok"]).inc();
+                    let mut synthetic = event.clone();
+                    synthetic.change = if event.change == ChangeKind::Create { ChangeKind::Create } else { ChangeKind::Update };
+                    synthetic.changed_fields = values.keys().cloned().collect();
+                    synthetic.fields = values;
+                    let again = merge(m.record.clone(), applied, &synthetic, map);
+                    m.changed_canonical.extend(again.changed_canonical);
+                    m.owner_changed |= again.owner_changed;
+                    m.record = again.record;
+                }
+                Ok(None) => self.metrics.hydrated.with_label_values(&["missing"]).inc(),
+                Err(e) => {
+                    // The record stays as the events describe it; the next event fixes it.
+                    self.metrics.hydrated.with_label_values(&["error"]).inc();
+                    warn!(event_id = %event.event_id, record_id = %id, error = %e, "hydration failed");
+                }
+            }
+        }
+        let Some(mut record) = m.record else { return Ok(()) };
+        let applied_key = Some(applied.map_or(event.order_key(), |k| k.max(event.order_key())));
+        let echo = self.is_echo(&event, &record, now)?;
+        if echo {
+            self.metrics.echoes.inc();
+        }
+        match event.change {
+            ChangeKind::Delete => {
+                if let Some(prev) = before.filter(|b| !b.deleted) {
+                    let ops = allot_rules::release(&prev);
+                    self.state.apply(&ops);
+                    out.batch.apply_state_ops(&ops);
+                }
+            }
+            _ if record.deleted => {}
+            ChangeKind::Create | ChangeKind::Undelete if !echo => self.decide(out, &mut record, &event, now),
+            _ => {
+                let relevant = m.changed_canonical.iter().any(|f| self.fields_read.contains(f));
+                if relevant && !echo {
+                    self.decide(out, &mut record, &event, now);
+                } else if m.owner_changed && !echo {
+                    // Someone reassigned it by hand: respect it, keep the loads right.
+                    let mut ops = Vec::new();
+                    if let Some(new) = &record.owner {
+                        ops.push(allot_core::StateOp::OpenDelta { rep: new.clone(), delta: 1 });
+                    }
+                    if let Some(old) = before.as_ref().and_then(|b| b.owner.clone()) {
+                        ops.push(allot_core::StateOp::OpenDelta { rep: old, delta: -1 });
+                    }
+                    self.state.apply(&ops);
+                    out.batch.apply_state_ops(&ops);
+                }
+            }
+        }
+        out.batch.put_record(&record, applied_key);
+        cache.insert(key, (Some(record), applied_key));
+        Ok(())
+    }
+
+    /// allot's own write coming back: by origin, or by the write ledger.
+    fn is_echo(&self, event: &ChangeEvent, record: &Record, now: Millis) -> Result<bool, ServiceError> {
+        if self.echo.filter.is_own_echo(event) {
+            return Ok(true);
+        }
+        let map = self.maps.get(event.source);
+        let carries_owner = event.fields.keys().any(|k| map.canonical(event.object, k) == Some(allot_events::OWNER));
+        if !carries_owner {
+            return Ok(false);
+        }
+        let other_fields = event.fields.keys().filter(|k| map.canonical(event.object, k).is_some_and(|c| self.fields_read.contains(c))).count();
+        Ok(other_fields == 0
+            && match self.store.recent_write(event.object, &record.id)? {
+                Some((owner, at)) => record.owner.as_deref() == Some(owner.as_str()) && now - at <= self.echo.ledger_window_ms,
+                None => false,
+            })
+    }
+
+    fn decide(&mut self, out: &mut Staged, record: &mut Record, event: &ChangeEvent, now: Millis) {
+        let outcome = allot_rules::decide(&self.rules, &self.state, record, now);
+        self.state.apply(&outcome.ops);
+        out.batch.apply_state_ops(&outcome.ops);
+        let d = outcome.decision;
+        self.metrics.decisions.with_label_values(&[d.strategy.as_str(), if d.changed { "true" } else { "false" }]).inc();
+        self.metrics.decisions_by_territory.with_label_values(&[d.territory.as_deref().unwrap_or("(none)")]).inc();
+        out.batch.append_audit(&d);
+        if let Some(change) = d.owner_change(&event.event_id) {
+            let change = OwnerChange { crm: Some(event.source), ..change };
+            out.batch.outbox_put(&change);
+            out.batch.record_write(record.object, &record.id, &change.owner, now);
+            // The record is theirs from now on; the CRM's echo will agree.
+            record.owner = Some(change.owner.clone());
+            record.owner_since = Some(now);
+            out.changes.push(change);
+        }
+        debug!(event_id = %event.event_id, record_id = %record.id, owner = ?d.owner, strategy = d.strategy.as_str(), "decided");
+        out.decisions.push(d);
+    }
+}

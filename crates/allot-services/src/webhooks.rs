@@ -1,0 +1,129 @@
+//! HTTP endpoints that feed the embedded log: HubSpot webhooks (signature
+//! v3 checked, stale timestamps refused), Salesforce CDC JSON and allot's
+//! native envelope. A 2xx answer means the payload is durable in the log;
+//! processing happens asynchronously (HubSpot wants an answer within 5 s).
+
+use std::sync::Arc;
+
+use allot_crm::{verify_hubspot_signature_v3, SignatureError};
+use allot_store::Store;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::metrics::Metrics;
+use crate::raw::{RawEntry, RAW_LOG};
+
+/// What the webhook endpoints need.
+#[derive(Clone)]
+pub struct WebhookState {
+    pub store: Arc<Store>,
+    pub metrics: Metrics,
+    /// HubSpot app client secret; when `None`, HubSpot signatures are not checked
+    /// (only for local use: the setting is reported at start).
+    pub hubspot_secret: Option<String>,
+    /// The public base URL HubSpot calls (`https://allot.example.com`): part of
+    /// what is signed. When `None`, `http://` + the Host header is used.
+    pub public_url: Option<String>,
+    /// Bearer token required on the Salesforce and native endpoints, if set.
+    pub ingest_token: Option<String>,
+}
+
+pub fn router(state: WebhookState) -> Router {
+    Router::new()
+        .route("/webhooks/hubspot", post(hubspot))
+        .route("/webhooks/salesforce", post(salesforce))
+        .route("/webhooks/native", post(native))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "status": "error", "message": message.into() }))).into_response()
+}
+
+async fn hubspot(State(s): State<WebhookState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(secret) = &s.hubspot_secret {
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let (Some(signature), Some(ts)) = (header("x-hubspot-signature-v3"), header("x-hubspot-request-timestamp")) else {
+            return error(StatusCode::UNAUTHORIZED, "missing X-HubSpot-Signature-v3 or X-HubSpot-Request-Timestamp header");
+        };
+        let Ok(ts) = ts.trim().parse::<u64>() else {
+            return error(StatusCode::UNAUTHORIZED, format!("X-HubSpot-Request-Timestamp {ts:?} is not epoch milliseconds"));
+        };
+        let full = full_uri(&s, &headers, &uri);
+        let now = u64::try_from(crate::now_ms()).unwrap_or(0);
+        if let Err(e) = verify_hubspot_signature_v3(secret, method.as_str(), &full, &body, ts, &signature, now) {
+            s.metrics.dead_lettered.with_label_values(&["signature"]).inc();
+            warn!(uri = %full, error = %e, "hubspot webhook refused");
+            let what = if matches!(e, SignatureError::Stale { .. }) { "stale webhook" } else { "bad webhook signature" };
+            return error(StatusCode::UNAUTHORIZED, format!("{what}: {e}"));
+        }
+    }
+    append(&s, "hubspot", "webhook:hubspot", body).await
+}
+
+async fn salesforce(State(s): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = check_token(&s, &headers) {
+        return r;
+    }
+    append(&s, "salesforce", "webhook:salesforce", body).await
+}
+
+async fn native(State(s): State<WebhookState>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Some(r) = check_token(&s, &headers) {
+        return r;
+    }
+    append(&s, "native", "webhook:native", body).await
+}
+
+fn check_token(s: &WebhookState, headers: &HeaderMap) -> Option<Response> {
+    let want = s.ingest_token.as_ref()?;
+    let got = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    (got != Some(want.as_str())).then(|| error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
+}
+
+fn full_uri(s: &WebhookState, headers: &HeaderMap, uri: &Uri) -> String {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    match &s.public_url {
+        Some(base) => format!("{}{path}", base.trim_end_matches('/')),
+        None => {
+            let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+            format!("http://{host}{path}")
+        }
+    }
+}
+
+/// Appends the payload to the raw log; answers once it is durable.
+async fn append(s: &WebhookState, format: &str, source: &str, body: Bytes) -> Response {
+    if body.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "empty body");
+    }
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return error(StatusCode::BAD_REQUEST, "body is not UTF-8");
+    };
+    if serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
+        // Undecodable JSON still goes to the log: the ingest loop dead-letters it
+        // with its reason, so nothing a CRM sent is lost.
+        warn!(source, "webhook body is not JSON; dead-lettered by ingest");
+    }
+    let entry = RawEntry { v: 1, format: format.to_string(), source: source.to_string(), received_at: crate::now_ms(), body: text.to_string() };
+    let Ok(bytes) = serde_json::to_vec(&entry) else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode log entry");
+    };
+    s.metrics.consumed.with_label_values(&[source]).inc();
+    let store = s.store.clone();
+    let appended = tokio::task::spawn_blocking(move || store.log(RAW_LOG).append(&bytes)).await;
+    match appended {
+        Ok(Ok(offset)) => {
+            info!(source, offset, "webhook payload logged");
+            (StatusCode::OK, Json(json!({ "status": "accepted", "offset": offset }))).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("log append failed: {e}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("log append task failed: {e}")),
+    }
+}
