@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod raw;
 pub mod webhooks;
+pub mod writer;
 
 pub use error::ServiceError;
 

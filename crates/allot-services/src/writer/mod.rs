@@ -1,0 +1,1 @@
+//! The writer: owner changes from the outbox to the CRM.
