@@ -5,7 +5,23 @@
 //! (Salesforce CDC, HubSpot webhooks).
 //!
 //! All state is in memory behind one mutex; handlers never hold it across an
-//! await. Admin endpoints live under `/_emulator/`.
+//! await.
+//!
+//! Endpoints:
+//! - Salesforce: `POST /services/oauth2/token` (client credentials, JWT
+//!   bearer); `GET|PATCH /services/data/v62.0/sobjects/{Type}/{id}`;
+//!   `PATCH /services/data/v62.0/composite/sobjects` (≤ 200 records);
+//!   `GET /services/data/v62.0/query?q=SELECT Id,IsActive FROM User` and
+//!   `GET .../query/{locator}` for further pages.
+//! - HubSpot: `POST /oauth/v1/token` (refresh token);
+//!   `GET|PATCH /crm/v3/objects/{contacts|companies}/{id}`;
+//!   `POST /crm/v3/objects/{contacts|companies}/batch/update` (≤ 100 inputs);
+//!   `GET /crm/v3/owners?limit=&after=&email=&archived=`.
+//! - Admin: `GET|POST /_emulator/faults` ([`FaultPatch`]), `GET /_emulator/stats`
+//!   ([`Stats`]), `GET /_emulator/requests` ([`ReceivedRequest`]),
+//!   `GET /_emulator/owners` ([`OwnersView`]), `POST /_emulator/records`
+//!   ([`UpsertRecord`], one or an array), `GET /_emulator/records/{crm}/{object}/{id}`
+//!   ([`RecordView`]).
 
 mod admin;
 mod events;
