@@ -40,7 +40,10 @@ impl EmbeddedIngest {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ServiceError> {
         tokio::pin!(shutdown);
         let log = self.store.log(RAW_LOG);
-        info!(from = log.committed(INGEST_GROUP)?, "embedded ingest started");
+        info!(
+            from = log.committed(INGEST_GROUP)?,
+            "embedded ingest started"
+        );
         loop {
             let generation = log.generation();
             let report = self.step().await?;
@@ -62,7 +65,9 @@ impl EmbeddedIngest {
         let log = self.store.log(RAW_LOG);
         let from = log.committed(INGEST_GROUP)?;
         let entries = log.read(from, self.max_chunk)?;
-        let Some(&(last, _)) = entries.last() else { return Ok(ChunkReport::default()) };
+        let Some(&(last, _)) = entries.last() else {
+            return Ok(ChunkReport::default());
+        };
         let started = Instant::now();
         let now = crate::now_ms();
         let mut bad = Vec::new();
@@ -71,16 +76,33 @@ impl EmbeddedIngest {
             .filter_map(|(offset, bytes)| {
                 let source = format!("{RAW_LOG}@{offset}");
                 match serde_json::from_slice::<RawEntry>(bytes) {
-                    Ok(e) => Some(Payload { format: e.format.parse().unwrap_or(Format::Auto), source, body: e.body.into_bytes() }),
+                    Ok(e) => Some(Payload {
+                        format: e.format.parse().unwrap_or(Format::Auto),
+                        source,
+                        body: e.body.into_bytes(),
+                    }),
                     Err(err) => {
                         let body = String::from_utf8_lossy(bytes).into_owned();
-                        bad.push(DeadLetter { v: 1, kind: "envelope".into(), reason: format!("log entry is not a raw envelope: {err}"), source, at: now, body });
+                        bad.push(DeadLetter {
+                            v: 1,
+                            kind: "envelope".into(),
+                            reason: format!("log entry is not a raw envelope: {err}"),
+                            source,
+                            at: now,
+                            body,
+                        });
                         None
                     }
                 }
             })
             .collect();
-        let Staged { mut batch, decisions, changes, mut dead, events } = self.pipeline.stage(&payloads, now).await?;
+        let Staged {
+            mut batch,
+            decisions,
+            changes,
+            mut dead,
+            events,
+        } = self.pipeline.stage(&payloads, now).await?;
         dead.extend(bad);
         for d in &dead {
             if let Ok(bytes) = serde_json::to_vec(d) {
@@ -95,19 +117,34 @@ impl EmbeddedIngest {
                 error!(error = %e, "ingest commit failed");
                 return Err(e.into());
             }
-            Err(e) => return Err(ServiceError::Stopped { stage: "ingest", detail: e.to_string() }),
+            Err(e) => {
+                return Err(ServiceError::Stopped {
+                    stage: "ingest",
+                    detail: e.to_string(),
+                })
+            }
         }
         if !changes.is_empty() {
             self.outbox_ready.notify_one();
         }
         let lag = log.end_offset()?.saturating_sub(last + 1);
         self.pipeline_metrics(lag, started);
-        Ok(ChunkReport { entries: entries.len(), events, decisions: decisions.len(), changes: changes.len(), dead: dead.len() })
+        Ok(ChunkReport {
+            entries: entries.len(),
+            events,
+            decisions: decisions.len(),
+            changes: changes.len(),
+            dead: dead.len(),
+        })
     }
 
     fn pipeline_metrics(&self, lag: u64, started: Instant) {
         let m = self.pipeline.metrics();
-        m.lag.with_label_values(&[RAW_LOG, "0"]).set(i64::try_from(lag).unwrap_or(i64::MAX));
-        m.batch_seconds.with_label_values(&["ingest"]).observe(started.elapsed().as_secs_f64());
+        m.lag
+            .with_label_values(&[RAW_LOG, "0"])
+            .set(i64::try_from(lag).unwrap_or(i64::MAX));
+        m.batch_seconds
+            .with_label_values(&["ingest"])
+            .observe(started.elapsed().as_secs_f64());
     }
 }

@@ -20,11 +20,27 @@ pub enum Hydrator {
 impl Hydrator {
     /// The record's current fields (CRM names, scalars only), `None` when the
     /// CRM does not know it or no client serves `crm`.
-    pub async fn fetch(&self, crm: Crm, object: ObjectKind, id: &str, fields: &[&str]) -> Result<Option<BTreeMap<String, Value>>, CrmError> {
-        let Hydrator::Crm(clients) = self else { return Ok(None) };
-        let Some(client) = clients.iter().find(|c| c.crm() == crm) else { return Ok(None) };
-        let Some(map) = client.get_record(object, id, fields).await? else { return Ok(None) };
-        Ok(Some(map.into_iter().filter_map(|(k, v)| scalar(v).map(|v| (k, v))).collect()))
+    pub async fn fetch(
+        &self,
+        crm: Crm,
+        object: ObjectKind,
+        id: &str,
+        fields: &[&str],
+    ) -> Result<Option<BTreeMap<String, Value>>, CrmError> {
+        let Hydrator::Crm(clients) = self else {
+            return Ok(None);
+        };
+        let Some(client) = clients.iter().find(|c| c.crm() == crm) else {
+            return Ok(None);
+        };
+        let Some(map) = client.get_record(object, id, fields).await? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            map.into_iter()
+                .filter_map(|(k, v)| scalar(v).map(|v| (k, v)))
+                .collect(),
+        ))
     }
 
     pub fn enabled(&self) -> bool {

@@ -38,7 +38,8 @@ impl Metrics {
     pub fn new() -> Metrics {
         let registry = Registry::new_custom(Some("allot".into()), None).unwrap_or_default();
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|_| unreachable_metric(name));
+            let c = IntCounterVec::new(Opts::new(name, help), labels)
+                .unwrap_or_else(|_| unreachable_metric(name));
             let _ = registry.register(Box::new(c.clone()));
             c
         };
@@ -47,25 +48,67 @@ impl Metrics {
             let _ = registry.register(Box::new(c.clone()));
             c
         };
-        let lag = IntGaugeVec::new(Opts::new("ingest_lag_events", "events not yet consumed per source and partition"), &["source", "partition"])
-            .unwrap_or_else(|_| unreachable_metric("lag"));
+        let lag = IntGaugeVec::new(
+            Opts::new(
+                "ingest_lag_events",
+                "events not yet consumed per source and partition",
+            ),
+            &["source", "partition"],
+        )
+        .unwrap_or_else(|_| unreachable_metric("lag"));
         let _ = registry.register(Box::new(lag.clone()));
         let batch_seconds = HistogramVec::new(
-            HistogramOpts::new("stage_batch_seconds", "time to process and commit one batch").buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0]),
+            HistogramOpts::new(
+                "stage_batch_seconds",
+                "time to process and commit one batch",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ]),
             &["stage"],
         )
         .unwrap_or_else(|_| unreachable_metric("batch_seconds"));
         let _ = registry.register(Box::new(batch_seconds.clone()));
         Metrics {
-            consumed: counter("ingest_payloads_consumed_total", "raw payloads read from a source", &["source"]),
-            decoded: counter("ingest_events_decoded_total", "change events decoded", &["crm"]),
-            deduped: single("ingest_events_deduped_total", "events dropped as already seen"),
-            dead_lettered: counter("ingest_dead_lettered_total", "payloads or events dead-lettered", &["kind"]),
+            consumed: counter(
+                "ingest_payloads_consumed_total",
+                "raw payloads read from a source",
+                &["source"],
+            ),
+            decoded: counter(
+                "ingest_events_decoded_total",
+                "change events decoded",
+                &["crm"],
+            ),
+            deduped: single(
+                "ingest_events_deduped_total",
+                "events dropped as already seen",
+            ),
+            dead_lettered: counter(
+                "ingest_dead_lettered_total",
+                "payloads or events dead-lettered",
+                &["kind"],
+            ),
             echoes: single("ingest_echoes_total", "allot's own writes coming back"),
-            stale: single("ingest_events_stale_total", "events older than the applied state"),
-            hydrated: counter("ingest_hydrations_total", "records re-read from the CRM", &["outcome"]),
-            decisions: counter("assign_decisions_total", "decisions made", &["strategy", "changed"]),
-            decisions_by_territory: counter("assign_decisions_by_territory_total", "decisions per winning territory", &["territory"]),
+            stale: single(
+                "ingest_events_stale_total",
+                "events older than the applied state",
+            ),
+            hydrated: counter(
+                "ingest_hydrations_total",
+                "records re-read from the CRM",
+                &["outcome"],
+            ),
+            decisions: counter(
+                "assign_decisions_total",
+                "decisions made",
+                &["strategy", "changed"],
+            ),
+            decisions_by_territory: counter(
+                "assign_decisions_by_territory_total",
+                "decisions per winning territory",
+                &["territory"],
+            ),
             lag,
             batch_seconds,
             registry,

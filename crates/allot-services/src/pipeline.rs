@@ -10,7 +10,9 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use allot_core::{ChangeEvent, ChangeKind, Crm, Decision, EngineState, Millis, ObjectKind, OwnerChange, Record};
+use allot_core::{
+    ChangeEvent, ChangeKind, Crm, Decision, EngineState, Millis, ObjectKind, OwnerChange, Record,
+};
 use allot_events::{decode, merge, EchoFilter, FieldMap, Format};
 use allot_rules::RuleSet;
 use allot_store::{Batch, OrderKey, Store};
@@ -40,7 +42,11 @@ pub struct FieldMaps {
 
 impl Default for FieldMaps {
     fn default() -> Self {
-        FieldMaps { salesforce: FieldMap::salesforce_default(), hubspot: FieldMap::hubspot_default(), native: FieldMap::identity() }
+        FieldMaps {
+            salesforce: FieldMap::salesforce_default(),
+            hubspot: FieldMap::hubspot_default(),
+            native: FieldMap::identity(),
+        }
     }
 }
 
@@ -64,7 +70,14 @@ pub struct EchoConfig {
 
 impl Default for EchoConfig {
     fn default() -> Self {
-        EchoConfig { filter: EchoFilter { salesforce_client_id: None, hubspot_source_ids: Vec::new(), hubspot_app_id: None }, ledger_window_ms: 15 * 60_000 }
+        EchoConfig {
+            filter: EchoFilter {
+                salesforce_client_id: None,
+                hubspot_source_ids: Vec::new(),
+                hubspot_app_id: None,
+            },
+            ledger_window_ms: 15 * 60_000,
+        }
     }
 }
 
@@ -94,10 +107,26 @@ type Cached = (Option<Record>, Option<OrderKey>);
 
 impl Pipeline {
     /// Loads the engine state from the store.
-    pub fn new(store: Arc<Store>, rules: Arc<RuleSet>, maps: FieldMaps, echo: EchoConfig, hydrator: Hydrator, metrics: Metrics) -> Result<Pipeline, ServiceError> {
+    pub fn new(
+        store: Arc<Store>,
+        rules: Arc<RuleSet>,
+        maps: FieldMaps,
+        echo: EchoConfig,
+        hydrator: Hydrator,
+        metrics: Metrics,
+    ) -> Result<Pipeline, ServiceError> {
         let state = store.engine_state()?;
         let fields_read = rules.fields_read();
-        Ok(Pipeline { store, rules, fields_read, state, maps, echo, hydrator, metrics })
+        Ok(Pipeline {
+            store,
+            rules,
+            fields_read,
+            state,
+            maps,
+            echo,
+            hydrator,
+            metrics,
+        })
     }
 
     pub fn rules(&self) -> &Arc<RuleSet> {
@@ -119,8 +148,15 @@ impl Pipeline {
     }
 
     /// Processes `payloads` in order and stages every effect.
-    pub async fn stage(&mut self, payloads: &[Payload], now: Millis) -> Result<Staged, ServiceError> {
-        let mut out = Staged { batch: self.store.batch(), ..Staged::default() };
+    pub async fn stage(
+        &mut self,
+        payloads: &[Payload],
+        now: Millis,
+    ) -> Result<Staged, ServiceError> {
+        let mut out = Staged {
+            batch: self.store.batch(),
+            ..Staged::default()
+        };
         let mut cache: HashMap<(ObjectKind, String), Cached> = HashMap::new();
         let mut seen: HashSet<String> = HashSet::new();
         for p in payloads {
@@ -130,7 +166,10 @@ impl Pipeline {
                 self.dead(&mut out, e.kind(), e.to_string(), p, now);
             }
             for event in decoded.events {
-                self.metrics.decoded.with_label_values(&[event.source.as_str()]).inc();
+                self.metrics
+                    .decoded
+                    .with_label_values(&[event.source.as_str()])
+                    .inc();
                 out.events += 1;
                 if !seen.insert(event.event_id.clone()) || self.store.seen(&event.event_id)? {
                     self.metrics.deduped.inc();
@@ -139,7 +178,10 @@ impl Pipeline {
                 }
                 out.batch.mark_seen(&event.event_id, now);
                 if event.change == ChangeKind::Overflow {
-                    let reason = format!("GAP_OVERFLOW: too many {} changes to describe; resync every {} record", event.object, event.object);
+                    let reason = format!(
+                        "GAP_OVERFLOW: too many {} changes to describe; resync every {} record",
+                        event.object, event.object
+                    );
                     self.dead(&mut out, "overflow", reason, p, now);
                     continue;
                 }
@@ -151,11 +193,26 @@ impl Pipeline {
 
     fn dead(&self, out: &mut Staged, kind: &str, reason: String, p: &Payload, now: Millis) {
         self.metrics.dead_lettered.with_label_values(&[kind]).inc();
-        out.dead.push(DeadLetter { v: 1, kind: kind.to_string(), reason, source: p.source.clone(), at: now, body: String::from_utf8_lossy(&p.body).into_owned() });
+        out.dead.push(DeadLetter {
+            v: 1,
+            kind: kind.to_string(),
+            reason,
+            source: p.source.clone(),
+            at: now,
+            body: String::from_utf8_lossy(&p.body).into_owned(),
+        });
     }
 
-    async fn event(&mut self, out: &mut Staged, cache: &mut HashMap<(ObjectKind, String), Cached>, event: ChangeEvent, now: Millis) -> Result<(), ServiceError> {
-        let Some(id) = event.record_id.clone() else { return Ok(()) };
+    async fn event(
+        &mut self,
+        out: &mut Staged,
+        cache: &mut HashMap<(ObjectKind, String), Cached>,
+        event: ChangeEvent,
+        now: Millis,
+    ) -> Result<(), ServiceError> {
+        let Some(id) = event.record_id.clone() else {
+            return Ok(());
+        };
         let key = (event.object, id.clone());
         let (before, applied) = match cache.get(&key) {
             Some(c) => c.clone(),
@@ -173,11 +230,19 @@ impl Pipeline {
         }
         if m.needs_hydration && self.hydrator.enabled() {
             let fields = map.mapped_crm_fields(event.object);
-            match self.hydrator.fetch(event.source, event.object, &id, &fields).await {
+            match self
+                .hydrator
+                .fetch(event.source, event.object, &id, &fields)
+                .await
+            {
                 Ok(Some(values)) => {
                     self.metrics.hydrated.with_label_values(&["ok"]).inc();
                     let mut synthetic = event.clone();
-                    synthetic.change = if event.change == ChangeKind::Create { ChangeKind::Create } else { ChangeKind::Update };
+                    synthetic.change = if event.change == ChangeKind::Create {
+                        ChangeKind::Create
+                    } else {
+                        ChangeKind::Update
+                    };
                     synthetic.changed_fields = values.keys().cloned().collect();
                     synthetic.fields = values;
                     let again = merge(m.record.clone(), applied, &synthetic, map);
@@ -193,7 +258,9 @@ impl Pipeline {
                 }
             }
         }
-        let Some(mut record) = m.record else { return Ok(()) };
+        let Some(mut record) = m.record else {
+            return Ok(());
+        };
         let applied_key = Some(applied.map_or(event.order_key(), |k| k.max(event.order_key())));
         let echo = self.is_echo(&event, &record, now)?;
         if echo {
@@ -208,19 +275,30 @@ impl Pipeline {
                 }
             }
             _ if record.deleted => {}
-            ChangeKind::Create | ChangeKind::Undelete if !echo => self.decide(out, &mut record, &event, now),
+            ChangeKind::Create | ChangeKind::Undelete if !echo => {
+                self.decide(out, &mut record, &event, now)
+            }
             _ => {
-                let relevant = m.changed_canonical.iter().any(|f| self.fields_read.contains(f));
+                let relevant = m
+                    .changed_canonical
+                    .iter()
+                    .any(|f| self.fields_read.contains(f));
                 if relevant && !echo {
                     self.decide(out, &mut record, &event, now);
                 } else if m.owner_changed && !echo {
                     // Someone reassigned it by hand: respect it, keep the loads right.
                     let mut ops = Vec::new();
                     if let Some(new) = &record.owner {
-                        ops.push(allot_core::StateOp::OpenDelta { rep: new.clone(), delta: 1 });
+                        ops.push(allot_core::StateOp::OpenDelta {
+                            rep: new.clone(),
+                            delta: 1,
+                        });
                     }
                     if let Some(old) = before.as_ref().and_then(|b| b.owner.clone()) {
-                        ops.push(allot_core::StateOp::OpenDelta { rep: old, delta: -1 });
+                        ops.push(allot_core::StateOp::OpenDelta {
+                            rep: old,
+                            delta: -1,
+                        });
                     }
                     self.state.apply(&ops);
                     out.batch.apply_state_ops(&ops);
@@ -233,19 +311,37 @@ impl Pipeline {
     }
 
     /// allot's own write coming back: by origin, or by the write ledger.
-    fn is_echo(&self, event: &ChangeEvent, record: &Record, now: Millis) -> Result<bool, ServiceError> {
+    fn is_echo(
+        &self,
+        event: &ChangeEvent,
+        record: &Record,
+        now: Millis,
+    ) -> Result<bool, ServiceError> {
         if self.echo.filter.is_own_echo(event) {
             return Ok(true);
         }
         let map = self.maps.get(event.source);
-        let carries_owner = event.fields.keys().any(|k| map.canonical(event.object, k) == Some(allot_events::OWNER));
+        let carries_owner = event
+            .fields
+            .keys()
+            .any(|k| map.canonical(event.object, k) == Some(allot_events::OWNER));
         if !carries_owner {
             return Ok(false);
         }
-        let other_fields = event.fields.keys().filter(|k| map.canonical(event.object, k).is_some_and(|c| self.fields_read.contains(c))).count();
+        let other_fields = event
+            .fields
+            .keys()
+            .filter(|k| {
+                map.canonical(event.object, k)
+                    .is_some_and(|c| self.fields_read.contains(c))
+            })
+            .count();
         Ok(other_fields == 0
             && match self.store.recent_write(event.object, &record.id)? {
-                Some((owner, at)) => record.owner.as_deref() == Some(owner.as_str()) && now - at <= self.echo.ledger_window_ms,
+                Some((owner, at)) => {
+                    record.owner.as_deref() == Some(owner.as_str())
+                        && now - at <= self.echo.ledger_window_ms
+                }
                 None => false,
             })
     }
@@ -255,13 +351,26 @@ impl Pipeline {
         self.state.apply(&outcome.ops);
         out.batch.apply_state_ops(&outcome.ops);
         let d = outcome.decision;
-        self.metrics.decisions.with_label_values(&[d.strategy.as_str(), if d.changed { "true" } else { "false" }]).inc();
-        self.metrics.decisions_by_territory.with_label_values(&[d.territory.as_deref().unwrap_or("(none)")]).inc();
+        self.metrics
+            .decisions
+            .with_label_values(&[
+                d.strategy.as_str(),
+                if d.changed { "true" } else { "false" },
+            ])
+            .inc();
+        self.metrics
+            .decisions_by_territory
+            .with_label_values(&[d.territory.as_deref().unwrap_or("(none)")])
+            .inc();
         out.batch.append_audit(&d);
         if let Some(change) = d.owner_change(&event.event_id) {
-            let change = OwnerChange { crm: Some(event.source), ..change };
+            let change = OwnerChange {
+                crm: Some(event.source),
+                ..change
+            };
             out.batch.outbox_put(&change);
-            out.batch.record_write(record.object, &record.id, &change.owner, now);
+            out.batch
+                .record_write(record.object, &record.id, &change.owner, now);
             // The record is theirs from now on; the CRM's echo will agree.
             record.owner = Some(change.owner.clone());
             record.owner_since = Some(now);

@@ -43,24 +43,57 @@ pub fn router(state: WebhookState) -> Router {
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "status": "error", "message": message.into() }))).into_response()
+    (
+        status,
+        Json(json!({ "status": "error", "message": message.into() })),
+    )
+        .into_response()
 }
 
-async fn hubspot(State(s): State<WebhookState>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn hubspot(
+    State(s): State<WebhookState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if let Some(secret) = &s.hubspot_secret {
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        let (Some(signature), Some(ts)) = (header("x-hubspot-signature-v3"), header("x-hubspot-request-timestamp")) else {
-            return error(StatusCode::UNAUTHORIZED, "missing X-HubSpot-Signature-v3 or X-HubSpot-Request-Timestamp header");
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let (Some(signature), Some(ts)) = (
+            header("x-hubspot-signature-v3"),
+            header("x-hubspot-request-timestamp"),
+        ) else {
+            return error(
+                StatusCode::UNAUTHORIZED,
+                "missing X-HubSpot-Signature-v3 or X-HubSpot-Request-Timestamp header",
+            );
         };
         let Ok(ts) = ts.trim().parse::<u64>() else {
-            return error(StatusCode::UNAUTHORIZED, format!("X-HubSpot-Request-Timestamp {ts:?} is not epoch milliseconds"));
+            return error(
+                StatusCode::UNAUTHORIZED,
+                format!("X-HubSpot-Request-Timestamp {ts:?} is not epoch milliseconds"),
+            );
         };
         let full = full_uri(&s, &headers, &uri);
         let now = u64::try_from(crate::now_ms()).unwrap_or(0);
-        if let Err(e) = verify_hubspot_signature_v3(secret, method.as_str(), &full, &body, ts, &signature, now) {
-            s.metrics.dead_lettered.with_label_values(&["signature"]).inc();
+        if let Err(e) =
+            verify_hubspot_signature_v3(secret, method.as_str(), &full, &body, ts, &signature, now)
+        {
+            s.metrics
+                .dead_lettered
+                .with_label_values(&["signature"])
+                .inc();
             warn!(uri = %full, error = %e, "hubspot webhook refused");
-            let what = if matches!(e, SignatureError::Stale { .. }) { "stale webhook" } else { "bad webhook signature" };
+            let what = if matches!(e, SignatureError::Stale { .. }) {
+                "stale webhook"
+            } else {
+                "bad webhook signature"
+            };
             return error(StatusCode::UNAUTHORIZED, format!("{what}: {e}"));
         }
     }
@@ -83,8 +116,12 @@ async fn native(State(s): State<WebhookState>, headers: HeaderMap, body: Bytes) 
 
 fn check_token(s: &WebhookState, headers: &HeaderMap) -> Option<Response> {
     let want = s.ingest_token.as_ref()?;
-    let got = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    (got != Some(want.as_str())).then(|| error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
+    let got = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    (got != Some(want.as_str()))
+        .then(|| error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
 }
 
 fn full_uri(s: &WebhookState, headers: &HeaderMap, uri: &Uri) -> String {
@@ -92,7 +129,10 @@ fn full_uri(s: &WebhookState, headers: &HeaderMap, uri: &Uri) -> String {
     match &s.public_url {
         Some(base) => format!("{}{path}", base.trim_end_matches('/')),
         None => {
-            let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+            let host = headers
+                .get("host")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("localhost");
             format!("http://{host}{path}")
         }
     }
@@ -111,7 +151,13 @@ async fn append(s: &WebhookState, format: &str, source: &str, body: Bytes) -> Re
         // with its reason, so nothing a CRM sent is lost.
         warn!(source, "webhook body is not JSON; dead-lettered by ingest");
     }
-    let entry = RawEntry { v: 1, format: format.to_string(), source: source.to_string(), received_at: crate::now_ms(), body: text.to_string() };
+    let entry = RawEntry {
+        v: 1,
+        format: format.to_string(),
+        source: source.to_string(),
+        received_at: crate::now_ms(),
+        body: text.to_string(),
+    };
     let Ok(bytes) = serde_json::to_vec(&entry) else {
         return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode log entry");
     };
@@ -121,9 +167,19 @@ async fn append(s: &WebhookState, format: &str, source: &str, body: Bytes) -> Re
     match appended {
         Ok(Ok(offset)) => {
             info!(source, offset, "webhook payload logged");
-            (StatusCode::OK, Json(json!({ "status": "accepted", "offset": offset }))).into_response()
+            (
+                StatusCode::OK,
+                Json(json!({ "status": "accepted", "offset": offset })),
+            )
+                .into_response()
         }
-        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, format!("log append failed: {e}")),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("log append task failed: {e}")),
+        Ok(Err(e)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("log append failed: {e}"),
+        ),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("log append task failed: {e}"),
+        ),
     }
 }

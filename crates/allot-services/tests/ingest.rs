@@ -1,0 +1,258 @@
+//! The embedded ingest loop end to end over a real store: raw CRM payloads
+//! in the log → records, decisions, outbox, dead letters, dedupe, echoes.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use allot_events::{EchoFilter, Format};
+use allot_rules::RuleSet;
+use allot_services::embedded::EmbeddedIngest;
+use allot_services::hydrate::Hydrator;
+use allot_services::metrics::Metrics;
+use allot_services::pipeline::{EchoConfig, FieldMaps, Pipeline};
+use allot_services::raw::{DeadLetter, RawEntry, DLQ_LOG, INGEST_GROUP, RAW_LOG};
+use allot_store::Store;
+use tokio::sync::Notify;
+
+const RULES: &str = include_str!("../../../config/rules.example.toml");
+
+fn sf_lead(replay: u64, id: &str, change: &str, fields: &str, origin: &str) -> String {
+    format!(
+        r#"{{"schema":"x","payload":{{"ChangeEventHeader":{{"entityName":"Lead","recordIds":["{id}"],"changeType":"{change}","changeOrigin":"{origin}","transactionKey":"t{replay}","sequenceNumber":1,"commitTimestamp":{ts},"commitNumber":{replay},"commitUser":"005x","changedFields":[{changed}]}}{fields}}},"event":{{"replayId":{replay}}},"channel":"/data/LeadChangeEvent"}}"#,
+        ts = 1_714_153_779_000u64 + replay,
+        changed = if change == "UPDATE" {
+            r#""Address.Country","LastModifiedDate""#
+        } else {
+            ""
+        },
+    )
+}
+
+struct Rig {
+    ingest: EmbeddedIngest,
+    metrics: Metrics,
+}
+
+fn rig(store: Arc<Store>) -> Rig {
+    let rules = Arc::new(RuleSet::from_toml(RULES, "rules").unwrap());
+    let echo = EchoConfig {
+        filter: EchoFilter {
+            salesforce_client_id: Some("allot".into()),
+            hubspot_source_ids: vec![],
+            hubspot_app_id: Some("1160452".into()),
+        },
+        ..EchoConfig::default()
+    };
+    let metrics = Metrics::new();
+    let pipeline = Pipeline::new(
+        store.clone(),
+        rules,
+        FieldMaps::default(),
+        echo,
+        Hydrator::Off,
+        metrics.clone(),
+    )
+    .unwrap();
+    let ingest = EmbeddedIngest {
+        store: store.clone(),
+        pipeline,
+        outbox_ready: Arc::new(Notify::new()),
+        max_chunk: 64,
+    };
+    Rig { ingest, metrics }
+}
+
+fn append(store: &Store, format: &str, body: &str) {
+    let e = RawEntry {
+        v: 1,
+        format: format.into(),
+        source: "test".into(),
+        received_at: 0,
+        body: body.into(),
+    };
+    store
+        .log(RAW_LOG)
+        .append(&serde_json::to_vec(&e).unwrap())
+        .unwrap();
+}
+
+async fn drain(r: &mut Rig) -> (usize, usize) {
+    let (mut decisions, mut changes) = (0, 0);
+    loop {
+        let rep = r.ingest.step().await.unwrap();
+        if rep.entries == 0 {
+            return (decisions, changes);
+        }
+        decisions += rep.decisions;
+        changes += rep.changes;
+    }
+}
+
+#[tokio::test]
+async fn payloads_become_decisions_outbox_and_dead_letters() {
+    let store = Arc::new(Store::temporary().unwrap());
+    let mut r = rig(store.clone());
+    let create = sf_lead(
+        1,
+        "00Q000000000001AAA",
+        "CREATE",
+        r#","Address":{"Country":"United States","State":"California","PostalCode":"94105"},"Email":"a@cardinal.example""#,
+        "com/salesforce/api/rest/62.0;client=web",
+    );
+    append(&store, "auto", &create);
+    append(&store, "auto", "{not json");
+    append(&store, "auto", &create); // redelivery
+    let hubspot = include_str!("../../allot-events/tests/data/hubspot-webhook-batch.json");
+    append(&store, "hubspot", hubspot);
+    let (decisions, changes) = drain(&mut r).await;
+    // The lead; the HubSpot contact's creation (no fields and no CRM to read
+    // them from: the fallback) and its country change (EMEA). The company's
+    // owner change was made by hand and decides nothing.
+    assert_eq!(
+        decisions, 3,
+        "lead create, contact create, contact country change"
+    );
+    assert_eq!(changes, 3);
+    assert_eq!(r.metrics.deduped.get(), 1);
+    let (lead, _) = store
+        .record(allot_core::ObjectKind::Lead, "00Q000000000001AAA")
+        .unwrap()
+        .unwrap();
+    assert_eq!(lead.owner.as_deref(), Some("005-ana"));
+    assert_eq!(
+        lead.fields.get("country"),
+        Some(&allot_core::Value::from("United States"))
+    );
+    let pending = store.outbox_pending(10).unwrap();
+    assert_eq!(
+        pending.len(),
+        2,
+        "the contact's second decision supersedes its first"
+    );
+    assert!(pending.iter().all(|p| p.change.crm.is_some()));
+    let dlq = store.log(DLQ_LOG).read(0, 10).unwrap();
+    assert_eq!(dlq.len(), 1);
+    let dead: DeadLetter = serde_json::from_slice(&dlq[0].1).unwrap();
+    assert_eq!(dead.kind, "json");
+    assert!(dead.source.starts_with("allot.raw@1"), "{}", dead.source);
+    let audit = store.audit_for("00Q000000000001AAA", 0, i64::MAX).unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].territory.as_deref(), Some("na-bay-area"));
+    assert_eq!(store.log(RAW_LOG).committed(INGEST_GROUP).unwrap(), 4);
+}
+
+#[tokio::test]
+async fn partial_updates_merge_and_redecide_only_on_fields_rules_read() {
+    let store = Arc::new(Store::temporary().unwrap());
+    let mut r = rig(store.clone());
+    let id = "00Q000000000002AAA";
+    append(
+        &store,
+        "salesforce",
+        &sf_lead(
+            10,
+            id,
+            "CREATE",
+            r#","Address":{"Country":"US","State":"TX"}"#,
+            "x",
+        ),
+    );
+    append(
+        &store,
+        "salesforce",
+        &sf_lead(
+            11,
+            id,
+            "UPDATE",
+            r#","Address":{"Country":"Germany"},"LastModifiedDate":"2024-04-26T17:49:39.000Z""#,
+            "x",
+        ),
+    );
+    let (decisions, _) = drain(&mut r).await;
+    assert_eq!(decisions, 2);
+    let audit = store.audit_for(id, 0, i64::MAX).unwrap();
+    assert_eq!(
+        audit.last().and_then(|d| d.territory.clone()).as_deref(),
+        Some("emea")
+    );
+    let (rec, _) = store
+        .record(allot_core::ObjectKind::Lead, id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        rec.fields.get("state"),
+        Some(&allot_core::Value::from("TX")),
+        "unchanged fields are kept"
+    );
+    // An update of a field no rule reads decides nothing.
+    let other = sf_lead(12, id, "UPDATE", r#","Description":"call back""#, "x").replace(
+        r#""Address.Country","LastModifiedDate""#,
+        r#""Description""#,
+    );
+    append(&store, "salesforce", &other);
+    assert_eq!(drain(&mut r).await.0, 0);
+}
+
+#[tokio::test]
+async fn own_writes_coming_back_trigger_nothing() {
+    let store = Arc::new(Store::temporary().unwrap());
+    let mut r = rig(store.clone());
+    let id = "00Q000000000003AAA";
+    append(
+        &store,
+        "salesforce",
+        &sf_lead(20, id, "CREATE", r#","Address":{"Country":"CA"}"#, "x"),
+    );
+    assert_eq!(drain(&mut r).await.0, 1);
+    // The owner write comes back from allot's client id, also changing country.
+    let echo = sf_lead(
+        21,
+        id,
+        "UPDATE",
+        r#","Address":{"Country":"Germany"},"OwnerId":"005-ana""#,
+        "com/salesforce/api/rest/62.0;client=allot",
+    );
+    append(&store, "salesforce", &echo);
+    assert_eq!(drain(&mut r).await.0, 0);
+    assert_eq!(r.metrics.echoes.get(), 1);
+}
+
+#[tokio::test]
+async fn a_restarted_loop_resumes_and_dedupes() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = sf_lead(
+        30,
+        "00Q000000000004AAA",
+        "CREATE",
+        r#","Address":{"Country":"US"}"#,
+        "x",
+    );
+    {
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let mut r = rig(store.clone());
+        append(&store, "auto", &body);
+        assert_eq!(drain(&mut r).await.0, 1);
+    }
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let mut r = rig(store.clone());
+    assert_eq!(
+        drain(&mut r).await.0,
+        0,
+        "nothing left to process after restart"
+    );
+    append(&store, "auto", &body);
+    assert_eq!(drain(&mut r).await.0, 0, "a replayed event is deduped");
+    assert_eq!(r.metrics.deduped.get(), 1);
+    // State survived: the next Canadian lead continues the rotation.
+    assert_eq!(
+        r.ingest
+            .pipeline
+            .state()
+            .cursors
+            .get("na-ae")
+            .and_then(|c| c.last.clone())
+            .as_deref(),
+        Some("005-ana")
+    );
+    let _ = Format::Auto;
+}

@@ -1,0 +1,138 @@
+//! Webhook endpoints: signature v3, stale timestamps, durable before 2xx.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use allot_crm::hubspot_signature_v3;
+use allot_services::metrics::Metrics;
+use allot_services::raw::{RawEntry, RAW_LOG};
+use allot_services::webhooks::{router, WebhookState};
+use allot_store::Store;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+const SECRET: &str = "s3cret";
+const BODY: &str = include_str!("../../allot-events/tests/data/hubspot-webhook-batch.json");
+
+fn state(store: Arc<Store>) -> WebhookState {
+    WebhookState {
+        store,
+        metrics: Metrics::new(),
+        hubspot_secret: Some(SECRET.into()),
+        public_url: Some("https://allot.example.com".into()),
+        ingest_token: Some("tok".into()),
+    }
+}
+
+async fn call(s: WebhookState, req: Request<Body>) -> (StatusCode, String) {
+    let res = router(s).oneshot(req).await.unwrap();
+    let status = res.status();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+fn hubspot(ts: i64, signature: &str) -> Request<Body> {
+    Request::post("/webhooks/hubspot")
+        .header("content-type", "application/json")
+        .header("x-hubspot-request-timestamp", ts.to_string())
+        .header("x-hubspot-signature-v3", signature)
+        .body(Body::from(BODY))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn hubspot_signatures_are_checked() {
+    let now = allot_services::now_ms();
+    let good = |ts: i64| {
+        hubspot_signature_v3(
+            SECRET,
+            "POST",
+            "https://allot.example.com/webhooks/hubspot",
+            BODY.as_bytes(),
+            ts as u64,
+        )
+    };
+    let cases = [
+        (now, good(now), StatusCode::OK, "accepted"),
+        (
+            now,
+            hubspot_signature_v3(
+                "other",
+                "POST",
+                "https://allot.example.com/webhooks/hubspot",
+                BODY.as_bytes(),
+                now as u64,
+            ),
+            StatusCode::UNAUTHORIZED,
+            "bad webhook signature",
+        ),
+        (
+            now - 6 * 60_000,
+            good(now - 6 * 60_000),
+            StatusCode::UNAUTHORIZED,
+            "stale webhook",
+        ),
+        (
+            now,
+            "***".to_string(),
+            StatusCode::UNAUTHORIZED,
+            "not base64",
+        ),
+    ];
+    let store = Arc::new(Store::temporary().unwrap());
+    for (ts, sig, status, text) in cases {
+        let (got, body) = call(state(store.clone()), hubspot(ts, &sig)).await;
+        assert_eq!(got, status, "{body}");
+        assert!(body.contains(text), "{text:?} not in {body}");
+    }
+    // Only the accepted one is in the log, durable, as sent.
+    let log = store.log(RAW_LOG).read(0, 10).unwrap();
+    assert_eq!(log.len(), 1);
+    let entry: RawEntry = serde_json::from_slice(&log[0].1).unwrap();
+    assert_eq!(
+        (entry.format.as_str(), entry.body.as_str()),
+        ("hubspot", BODY)
+    );
+}
+
+#[tokio::test]
+async fn missing_headers_are_refused() {
+    let store = Arc::new(Store::temporary().unwrap());
+    let req = Request::post("/webhooks/hubspot")
+        .body(Body::from(BODY))
+        .unwrap();
+    let (status, body) = call(state(store), req).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(body.contains("X-HubSpot-Signature-v3"), "{body}");
+}
+
+#[tokio::test]
+async fn salesforce_endpoint_wants_the_token() {
+    let store = Arc::new(Store::temporary().unwrap());
+    let cdc = include_str!("../../allot-events/tests/data/sf-cdc-lead-create.json");
+    let req = |auth: &str| {
+        Request::post("/webhooks/salesforce")
+            .header("authorization", auth)
+            .body(Body::from(cdc))
+            .unwrap()
+    };
+    assert_eq!(
+        call(state(store.clone()), req("Bearer nope")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(state(store.clone()), req("Bearer tok")).await.0,
+        StatusCode::OK
+    );
+    let empty = Request::post("/webhooks/salesforce")
+        .header("authorization", "Bearer tok")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        call(state(store.clone()), empty).await.0,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(store.log(RAW_LOG).end_offset().unwrap(), 1);
+}
