@@ -6,6 +6,7 @@
 //! before acknowledging upstream. The embedded loop ([`embedded`]) feeds it
 //! from the store's durable log; the Kafka source feeds it from topics.
 
+pub mod api;
 pub mod embedded;
 pub mod error;
 pub mod hydrate;

@@ -1,0 +1,73 @@
+//! The read side of the HTTP API every mode serves: health, metrics, and
+//! "why does X own this record?" from the audit trail.
+
+use std::sync::Arc;
+
+use allot_store::Store;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Arc<Store>,
+    pub metrics: Metrics,
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/api/records/{id}/decisions", get(explain))
+        .route("/api/decisions/recent", get(recent))
+        .with_state(state)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "status": "error", "message": message.into() }))).into_response()
+}
+
+async fn ready(State(s): State<ApiState>) -> Response {
+    match s.store.record_count() {
+        Ok(n) => Json(json!({ "status": "ready", "records": n })).into_response(),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")),
+    }
+}
+
+async fn metrics(State(s): State<ApiState>) -> Response {
+    ([("content-type", "text/plain; version=0.0.4")], s.metrics.render()).into_response()
+}
+
+#[derive(Deserialize)]
+struct Range {
+    from: Option<i64>,
+    to: Option<i64>,
+}
+
+/// Every decision about one record in a time range, oldest first, each with its explanation.
+async fn explain(State(s): State<ApiState>, Path(id): Path<String>, Query(r): Query<Range>) -> Response {
+    match s.store.audit_for(&id, r.from.unwrap_or(0), r.to.unwrap_or(i64::MAX)) {
+        Ok(list) if list.is_empty() => error(StatusCode::NOT_FOUND, format!("no decision recorded for record {id}")),
+        Ok(list) => Json(json!({ "record_id": id, "decisions": list })).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("store: {e}")),
+    }
+}
+
+#[derive(Deserialize)]
+struct Limit {
+    limit: Option<usize>,
+}
+
+async fn recent(State(s): State<ApiState>, Query(l): Query<Limit>) -> Response {
+    match s.store.recent_audit(l.limit.unwrap_or(50).min(1000)) {
+        Ok(list) => Json(json!({ "decisions": list })).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("store: {e}")),
+    }
+}

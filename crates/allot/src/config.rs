@@ -1,0 +1,247 @@
+//! Configuration: `config/default.toml` → `config/<env>.toml` → environment
+//! (`ALLOT__SECTION__KEY`), into private serde shapes that reject unknown
+//! keys, then validated into [`AppConfig`] with every problem reported at
+//! once. The environment comes in as a map: only `main` reads the real one.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    pub store: StoreCfg,
+    pub rules: RulesCfg,
+    pub api: ApiCfg,
+    pub ingest: IngestCfg,
+    pub secrets: SecretsCfg,
+    pub crm: CrmCfg,
+    pub emulator: EmulatorCfg,
+    pub telemetry: TelemetryCfg,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreCfg {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesCfg {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiCfg {
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub public_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestCfg {
+    pub max_chunk: usize,
+    pub dedupe_max_age_hours: u64,
+    pub dedupe_max_entries: u64,
+    pub echo_window_secs: u64,
+    pub salesforce_client_id: String,
+    #[serde(default)]
+    pub hubspot_app_id: String,
+    #[serde(default)]
+    pub hubspot_source_ids: Vec<String>,
+    pub hydrate: bool,
+}
+
+/// Names of the environment variables that hold secrets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsCfg {
+    pub hubspot_client_secret_env: String,
+    pub ingest_token_env: String,
+    pub salesforce_client_secret_env: String,
+    pub hubspot_token_env: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CrmMode {
+    Emulator,
+    Salesforce,
+    Hubspot,
+    Both,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrmCfg {
+    pub mode: CrmMode,
+    pub salesforce: SalesforceCfg,
+    pub hubspot: HubSpotCfg,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SalesforceCfg {
+    pub login_url: String,
+    #[serde(default)]
+    pub client_id: String,
+    pub api_version: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubSpotCfg {
+    pub base_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmulatorCfg {
+    pub listen: SocketAddr,
+    pub seed: PathBuf,
+    pub demo_stream: bool,
+    pub demo_records: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryCfg {
+    pub log_format: LogFormat,
+    pub level: String,
+    #[serde(default)]
+    pub otlp_endpoint: String,
+}
+
+/// Secrets resolved from the environment; never logged (Debug hides them).
+#[derive(Clone, Default)]
+pub struct Secrets {
+    pub hubspot_client_secret: Option<String>,
+    pub ingest_token: Option<String>,
+    pub salesforce_client_secret: Option<String>,
+    pub hubspot_token: Option<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |s: &Option<String>| if s.is_some() { "set" } else { "unset" };
+        f.debug_struct("Secrets")
+            .field("hubspot_client_secret", &set(&self.hubspot_client_secret))
+            .field("ingest_token", &set(&self.ingest_token))
+            .field("salesforce_client_secret", &set(&self.salesforce_client_secret))
+            .field("hubspot_token", &set(&self.hubspot_token))
+            .finish()
+    }
+}
+
+/// Loads `dir/default.toml`, then `dir/<env>.toml` when `env` names one, then
+/// `ALLOT__…` variables from `vars`.
+pub fn load(dir: &Path, env: Option<&str>, vars: &HashMap<String, String>) -> anyhow::Result<(AppConfig, Secrets)> {
+    let default = dir.join("default.toml");
+    if !default.exists() {
+        anyhow::bail!("{}: not found (run from the repository root, or pass --config-dir)", default.display());
+    }
+    let mut b = config::Config::builder().add_source(config::File::from(default.as_path()));
+    if let Some(env) = env.filter(|e| !e.is_empty()) {
+        let p = dir.join(format!("{env}.toml"));
+        if !p.exists() {
+            anyhow::bail!("{}: not found (ALLOT_ENV={env})", p.display());
+        }
+        b = b.add_source(config::File::from(p.as_path()));
+    }
+    let allot_vars: HashMap<String, String> = vars.iter().filter(|(k, _)| k.starts_with("ALLOT__")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    b = b.add_source(config::Environment::with_prefix("ALLOT").prefix_separator("__").separator("__").try_parsing(true).source(Some(allot_vars)));
+    let cfg: AppConfig = b.build()?.try_deserialize().map_err(|e| anyhow::anyhow!("configuration ({}): {e}", dir.display()))?;
+    let problems = cfg.validate();
+    if !problems.is_empty() {
+        anyhow::bail!("configuration ({}):\n  {}", dir.display(), problems.join("\n  "));
+    }
+    let secret = |name: &str| vars.get(name).filter(|v| !v.is_empty()).cloned();
+    let secrets = Secrets {
+        hubspot_client_secret: secret(&cfg.secrets.hubspot_client_secret_env),
+        ingest_token: secret(&cfg.secrets.ingest_token_env),
+        salesforce_client_secret: secret(&cfg.secrets.salesforce_client_secret_env),
+        hubspot_token: secret(&cfg.secrets.hubspot_token_env),
+    };
+    Ok((cfg, secrets))
+}
+
+impl AppConfig {
+    /// Every problem, as `key: what is wrong`.
+    pub fn validate(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.ingest.max_chunk == 0 {
+            p.push("ingest.max_chunk: must be at least 1".to_string());
+        }
+        if self.ingest.salesforce_client_id.trim().is_empty() {
+            p.push("ingest.salesforce_client_id: must not be empty (it marks allot's own writes)".into());
+        }
+        if !["trace", "debug", "info", "warn", "error"].contains(&self.telemetry.level.as_str()) {
+            p.push(format!("telemetry.level: {:?} is not one of trace, debug, info, warn, error", self.telemetry.level));
+        }
+        if matches!(self.crm.mode, CrmMode::Salesforce | CrmMode::Both) && self.crm.salesforce.client_id.is_empty() {
+            p.push("crm.salesforce.client_id: required when crm.mode uses Salesforce".into());
+        }
+        for (key, url) in [("crm.salesforce.login_url", &self.crm.salesforce.login_url), ("crm.hubspot.base_url", &self.crm.hubspot.base_url)] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                p.push(format!("{key}: {url:?} is not an http(s) URL"));
+            }
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config")
+    }
+
+    #[test]
+    fn defaults_load_and_env_overrides() {
+        let vars: HashMap<String, String> = [("ALLOT__API__LISTEN", "127.0.0.1:9999"), ("ALLOT__INGEST__MAX_CHUNK", "7"), ("ALLOT_HUBSPOT_CLIENT_SECRET", "shh")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (cfg, secrets) = load(&dir(), None, &vars).unwrap();
+        assert_eq!(cfg.api.listen.port(), 9999);
+        assert_eq!(cfg.ingest.max_chunk, 7);
+        assert_eq!(cfg.crm.mode, CrmMode::Emulator);
+        assert_eq!(secrets.hubspot_client_secret.as_deref(), Some("shh"));
+        assert!(!format!("{secrets:?}").contains("shh"));
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let cases = [
+            ("ALLOT__INGEST__MAX_CHUNK", "0", "ingest.max_chunk: must be at least 1"),
+            ("ALLOT__TELEMETRY__LEVEL", "loud", "telemetry.level"),
+            ("ALLOT__CRM__MODE", "salesforce", "crm.salesforce.client_id: required"),
+            ("ALLOT__API__LISTEN", "nowhere", "api.listen"),
+        ];
+        for (k, v, want) in cases {
+            let vars = HashMap::from([(k.to_string(), v.to_string())]);
+            let err = load(&dir(), None, &vars).unwrap_err().to_string();
+            assert!(err.contains(want), "{k}={v}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_missing_env_file_is_an_error() {
+        let err = load(&dir(), Some("staging"), &HashMap::new()).unwrap_err().to_string();
+        assert!(err.contains("staging.toml: not found"), "{err}");
+    }
+}
