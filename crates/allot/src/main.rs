@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod cmd;
+mod config;
 mod input;
 
 /// Real-time routing of CRM leads and accounts to the right sales rep.
