@@ -78,7 +78,7 @@ impl EmbeddedIngest {
                 match serde_json::from_slice::<RawEntry>(bytes) {
                     Ok(e) => Some(Payload {
                         format: e.format.parse().unwrap_or(Format::Auto),
-                        source,
+                        source: format!("{source} ({})", e.source),
                         body: e.body.into_bytes(),
                     }),
                     Err(err) => {

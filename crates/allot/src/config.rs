@@ -120,8 +120,6 @@ pub enum LogFormat {
 pub struct TelemetryCfg {
     pub log_format: LogFormat,
     pub level: String,
-    #[serde(default)]
-    pub otlp_endpoint: String,
 }
 
 /// Secrets resolved from the environment; never logged (Debug hides them).
@@ -139,7 +137,10 @@ impl std::fmt::Debug for Secrets {
         f.debug_struct("Secrets")
             .field("hubspot_client_secret", &set(&self.hubspot_client_secret))
             .field("ingest_token", &set(&self.ingest_token))
-            .field("salesforce_client_secret", &set(&self.salesforce_client_secret))
+            .field(
+                "salesforce_client_secret",
+                &set(&self.salesforce_client_secret),
+            )
             .field("hubspot_token", &set(&self.hubspot_token))
             .finish()
     }
@@ -147,10 +148,17 @@ impl std::fmt::Debug for Secrets {
 
 /// Loads `dir/default.toml`, then `dir/<env>.toml` when `env` names one, then
 /// `ALLOT__…` variables from `vars`.
-pub fn load(dir: &Path, env: Option<&str>, vars: &HashMap<String, String>) -> anyhow::Result<(AppConfig, Secrets)> {
+pub fn load(
+    dir: &Path,
+    env: Option<&str>,
+    vars: &HashMap<String, String>,
+) -> anyhow::Result<(AppConfig, Secrets)> {
     let default = dir.join("default.toml");
     if !default.exists() {
-        anyhow::bail!("{}: not found (run from the repository root, or pass --config-dir)", default.display());
+        anyhow::bail!(
+            "{}: not found (run from the repository root, or pass --config-dir)",
+            default.display()
+        );
     }
     let mut b = config::Config::builder().add_source(config::File::from(default.as_path()));
     if let Some(env) = env.filter(|e| !e.is_empty()) {
@@ -160,12 +168,29 @@ pub fn load(dir: &Path, env: Option<&str>, vars: &HashMap<String, String>) -> an
         }
         b = b.add_source(config::File::from(p.as_path()));
     }
-    let allot_vars: HashMap<String, String> = vars.iter().filter(|(k, _)| k.starts_with("ALLOT__")).map(|(k, v)| (k.clone(), v.clone())).collect();
-    b = b.add_source(config::Environment::with_prefix("ALLOT").prefix_separator("__").separator("__").try_parsing(true).source(Some(allot_vars)));
-    let cfg: AppConfig = b.build()?.try_deserialize().map_err(|e| anyhow::anyhow!("configuration ({}): {e}", dir.display()))?;
+    let allot_vars: HashMap<String, String> = vars
+        .iter()
+        .filter(|(k, _)| k.starts_with("ALLOT__"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    b = b.add_source(
+        config::Environment::with_prefix("ALLOT")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true)
+            .source(Some(allot_vars)),
+    );
+    let cfg: AppConfig = b
+        .build()?
+        .try_deserialize()
+        .map_err(|e| anyhow::anyhow!("configuration ({}): {e}", dir.display()))?;
     let problems = cfg.validate();
     if !problems.is_empty() {
-        anyhow::bail!("configuration ({}):\n  {}", dir.display(), problems.join("\n  "));
+        anyhow::bail!(
+            "configuration ({}):\n  {}",
+            dir.display(),
+            problems.join("\n  ")
+        );
     }
     let secret = |name: &str| vars.get(name).filter(|v| !v.is_empty()).cloned();
     let secrets = Secrets {
@@ -185,15 +210,26 @@ impl AppConfig {
             p.push("ingest.max_chunk: must be at least 1".to_string());
         }
         if self.ingest.salesforce_client_id.trim().is_empty() {
-            p.push("ingest.salesforce_client_id: must not be empty (it marks allot's own writes)".into());
+            p.push(
+                "ingest.salesforce_client_id: must not be empty (it marks allot's own writes)"
+                    .into(),
+            );
         }
         if !["trace", "debug", "info", "warn", "error"].contains(&self.telemetry.level.as_str()) {
-            p.push(format!("telemetry.level: {:?} is not one of trace, debug, info, warn, error", self.telemetry.level));
+            p.push(format!(
+                "telemetry.level: {:?} is not one of trace, debug, info, warn, error",
+                self.telemetry.level
+            ));
         }
-        if matches!(self.crm.mode, CrmMode::Salesforce | CrmMode::Both) && self.crm.salesforce.client_id.is_empty() {
+        if matches!(self.crm.mode, CrmMode::Salesforce | CrmMode::Both)
+            && self.crm.salesforce.client_id.is_empty()
+        {
             p.push("crm.salesforce.client_id: required when crm.mode uses Salesforce".into());
         }
-        for (key, url) in [("crm.salesforce.login_url", &self.crm.salesforce.login_url), ("crm.hubspot.base_url", &self.crm.hubspot.base_url)] {
+        for (key, url) in [
+            ("crm.salesforce.login_url", &self.crm.salesforce.login_url),
+            ("crm.hubspot.base_url", &self.crm.hubspot.base_url),
+        ] {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 p.push(format!("{key}: {url:?} is not an http(s) URL"));
             }
@@ -212,10 +248,14 @@ mod tests {
 
     #[test]
     fn defaults_load_and_env_overrides() {
-        let vars: HashMap<String, String> = [("ALLOT__API__LISTEN", "127.0.0.1:9999"), ("ALLOT__INGEST__MAX_CHUNK", "7"), ("ALLOT_HUBSPOT_CLIENT_SECRET", "shh")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let vars: HashMap<String, String> = [
+            ("ALLOT__API__LISTEN", "127.0.0.1:9999"),
+            ("ALLOT__INGEST__MAX_CHUNK", "7"),
+            ("ALLOT_HUBSPOT_CLIENT_SECRET", "shh"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
         let (cfg, secrets) = load(&dir(), None, &vars).unwrap();
         assert_eq!(cfg.api.listen.port(), 9999);
         assert_eq!(cfg.ingest.max_chunk, 7);
@@ -227,9 +267,17 @@ mod tests {
     #[test]
     fn bad_values_name_the_key() {
         let cases = [
-            ("ALLOT__INGEST__MAX_CHUNK", "0", "ingest.max_chunk: must be at least 1"),
+            (
+                "ALLOT__INGEST__MAX_CHUNK",
+                "0",
+                "ingest.max_chunk: must be at least 1",
+            ),
             ("ALLOT__TELEMETRY__LEVEL", "loud", "telemetry.level"),
-            ("ALLOT__CRM__MODE", "salesforce", "crm.salesforce.client_id: required"),
+            (
+                "ALLOT__CRM__MODE",
+                "salesforce",
+                "crm.salesforce.client_id: required",
+            ),
             ("ALLOT__API__LISTEN", "nowhere", "api.listen"),
         ];
         for (k, v, want) in cases {
@@ -241,7 +289,9 @@ mod tests {
 
     #[test]
     fn a_missing_env_file_is_an_error() {
-        let err = load(&dir(), Some("staging"), &HashMap::new()).unwrap_err().to_string();
+        let err = load(&dir(), Some("staging"), &HashMap::new())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("staging.toml: not found"), "{err}");
     }
 }

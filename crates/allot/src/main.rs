@@ -12,6 +12,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod cmd;
 mod config;
 mod input;
+mod telemetry;
 
 /// Real-time routing of CRM leads and accounts to the right sales rep.
 #[derive(Parser)]
@@ -29,6 +30,10 @@ enum Command {
     Simulate(cmd::simulate::Args),
     /// Compare two rule sets over a set of records: moves and balance per territory and rep.
     Realign(cmd::realign::Args),
+    /// Run every stage in one process over the embedded log (with the CRM emulator by default).
+    Run(cmd::run::Args),
+    /// Feed a file of raw CRM events through ingest and assign (embedded store).
+    Replay(cmd::replay::Args),
     /// Decode raw CRM change events and print them as allot sees them.
     Decode(cmd::decode::Args),
     /// Generate deterministic synthetic rules or records (for benchmarks and drills).
@@ -44,6 +49,8 @@ fn main() -> ExitCode {
         Command::Realign(a) => cmd::realign::run(a),
         Command::Gen(g) => cmd::gen::run(g),
         Command::Decode(a) => cmd::decode::run(a),
+        Command::Replay(a) => cmd::replay::run(a, std::env::vars().collect()),
+        Command::Run(a) => cmd::run::run(a, std::env::vars().collect()),
     };
     match result {
         Ok(code) => code,

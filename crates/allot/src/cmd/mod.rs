@@ -1,7 +1,11 @@
 //! One module per subcommand.
 
 pub mod decode;
+pub mod demo;
 pub mod gen;
 pub mod realign;
+pub mod replay;
+pub mod run;
+pub mod run_writer;
 pub mod simulate;
 pub mod validate;

@@ -1,0 +1,344 @@
+//! `allot run`: every stage in one process over the embedded durable log,
+//! with the built-in CRM emulator when `crm.mode = "emulator"`.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use allot_core::Crm;
+use allot_crm::{
+    CrmClient, HubSpotAuth, HubSpotClient, HubSpotConfig, SalesforceAuth, SalesforceClient,
+    SalesforceConfig,
+};
+use allot_emulator::{Emulator, EmulatorOptions, EventSink, Seed};
+use allot_events::EchoFilter;
+use allot_rules::RuleSet;
+use allot_services::api::{self, ApiState};
+use allot_services::embedded::EmbeddedIngest;
+use allot_services::hydrate::Hydrator;
+use allot_services::metrics::Metrics;
+use allot_services::pipeline::{EchoConfig, FieldMaps, Pipeline};
+use allot_services::raw::{RawEntry, RAW_LOG};
+use allot_services::webhooks::{self, WebhookState};
+use allot_store::Store;
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+use tracing::{error, info, warn};
+
+use crate::config::{self, AppConfig, CrmMode, Secrets};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Folder holding default.toml (and <env>.toml).
+    #[arg(long, default_value = "config")]
+    config_dir: PathBuf,
+    /// Overlay config/<env>.toml (also ALLOT_ENV).
+    #[arg(long)]
+    env: Option<String>,
+    /// Do not feed the demo stream.
+    #[arg(long)]
+    no_demo: bool,
+    /// Stop by itself after this many seconds (for scripted runs).
+    #[arg(long)]
+    for_secs: Option<u64>,
+}
+
+pub fn run(a: Args, vars: HashMap<String, String>) -> anyhow::Result<ExitCode> {
+    let env = a.env.clone().or_else(|| vars.get("ALLOT_ENV").cloned());
+    let (mut cfg, secrets) = config::load(&a.config_dir, env.as_deref(), &vars)?;
+    if a.no_demo {
+        cfg.emulator.demo_stream = false;
+    }
+    crate::telemetry::init(&cfg.telemetry);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(cfg, secrets, a.for_secs))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A future that resolves once shutdown is signalled.
+fn stopped(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+async fn serve(cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.store.path)
+        .with_context(|| format!("cannot create {}", cfg.store.path.display()))?;
+    let store = Arc::new(Store::open(&cfg.store.path).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let rules_text = std::fs::read_to_string(&cfg.rules.path)
+        .with_context(|| format!("cannot read rules {}", cfg.rules.path.display()))?;
+    let origin = cfg.rules.path.display().to_string();
+    let rules = Arc::new(
+        RuleSet::from_toml(&rules_text, &origin)
+            .map_err(|e| anyhow::anyhow!("invalid rules:\n{e}"))?,
+    );
+    for w in &rules.warnings {
+        warn!(warning = %w.render(&origin), "rules");
+    }
+    let now = allot_services::now_ms();
+    store
+        .put_rule_version(&rules.version, &rules_text, now, Some("startup"))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let metrics = Metrics::new();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let api_listener = TcpListener::bind(cfg.api.listen)
+        .await
+        .with_context(|| format!("api.listen {}", cfg.api.listen))?;
+    let api_addr = api_listener.local_addr()?;
+
+    // The CRM: the emulator, or the real ones.
+    let mut tasks = Vec::new();
+    let mut hubspot_secret = secrets.hubspot_client_secret.clone();
+    let (clients, emulator_url) = if cfg.crm.mode == CrmMode::Emulator {
+        let listener = TcpListener::bind(cfg.emulator.listen)
+            .await
+            .with_context(|| format!("emulator.listen {}", cfg.emulator.listen))?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let seed = Seed::load(&cfg.emulator.seed).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut opts = EmulatorOptions {
+            webhook_url: Some(format!("http://{api_addr}/webhooks/hubspot")),
+            events: EventSink::Channel(tx),
+            ..EmulatorOptions::default()
+        };
+        if let Ok(app) = cfg.ingest.hubspot_app_id.parse() {
+            opts.hubspot_app_id = app;
+        }
+        hubspot_secret = Some(opts.hubspot_client_secret.clone());
+        let sf = SalesforceConfig {
+            call_options_client: cfg.ingest.salesforce_client_id.clone(),
+            ..SalesforceConfig::new(
+                &url,
+                SalesforceAuth::ClientCredentials {
+                    client_id: opts.salesforce_client_id.clone(),
+                    client_secret: opts.salesforce_client_secret.clone(),
+                },
+            )
+        };
+        let hs = HubSpotConfig::new(
+            &url,
+            HubSpotAuth::PrivateApp {
+                token: opts.hubspot_private_app_token.clone().unwrap_or_default(),
+            },
+        );
+        let emulator = Emulator::new(seed, opts);
+        tasks.push(tokio::spawn({
+            let stop = stopped(&stop_rx);
+            async move {
+                if let Err(e) = emulator.serve(listener, stop).await {
+                    error!(error = %e, "emulator stopped");
+                }
+            }
+        }));
+        // Salesforce CDC from the emulator goes where a CDC connector would put it.
+        let log_store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            while let Some(ev) = rx.recv().await {
+                if ev.crm != Crm::Salesforce {
+                    continue; // HubSpot events arrive as signed webhooks
+                }
+                let entry = RawEntry {
+                    v: 1,
+                    format: "salesforce".into(),
+                    source: "emulator:salesforce".into(),
+                    received_at: allot_services::now_ms(),
+                    body: String::from_utf8_lossy(&ev.body).into_owned(),
+                };
+                let s = log_store.clone();
+                let appended = tokio::task::spawn_blocking(move || {
+                    serde_json::to_vec(&entry).map(|b| s.log(RAW_LOG).append(&b))
+                })
+                .await;
+                if !matches!(appended, Ok(Ok(Ok(_)))) {
+                    error!("cannot log an emulator change event");
+                }
+            }
+        }));
+        let clients = vec![
+            CrmClient::Salesforce(SalesforceClient::new(sf)?),
+            CrmClient::HubSpot(HubSpotClient::new(hs)?),
+        ];
+        (clients, Some(url))
+    } else {
+        (real_clients(&cfg, &secrets)?, None)
+    };
+
+    let echo = EchoConfig {
+        filter: EchoFilter {
+            salesforce_client_id: Some(cfg.ingest.salesforce_client_id.clone()),
+            hubspot_source_ids: cfg.ingest.hubspot_source_ids.clone(),
+            hubspot_app_id: Some(cfg.ingest.hubspot_app_id.clone()).filter(|s| !s.is_empty()),
+        },
+        ledger_window_ms: i64::try_from(cfg.ingest.echo_window_secs).unwrap_or(900) * 1000,
+    };
+    let hydrator = if cfg.ingest.hydrate {
+        Hydrator::Crm(clients.clone())
+    } else {
+        Hydrator::Off
+    };
+    let pipeline = Pipeline::new(
+        store.clone(),
+        rules.clone(),
+        FieldMaps::default(),
+        echo,
+        hydrator,
+        metrics.clone(),
+    )?;
+    let outbox_ready = Arc::new(Notify::new());
+    let ingest = EmbeddedIngest {
+        store: store.clone(),
+        pipeline,
+        outbox_ready: outbox_ready.clone(),
+        max_chunk: cfg.ingest.max_chunk,
+    };
+    tasks.push(tokio::spawn({
+        let stop = stopped(&stop_rx);
+        async move {
+            if let Err(e) = ingest.run(stop).await {
+                error!(error = %e, "ingest stopped");
+            }
+        }
+    }));
+    tasks.push(crate::cmd::run_writer::spawn(
+        store.clone(),
+        clients.clone(),
+        &metrics,
+        outbox_ready,
+        stopped(&stop_rx),
+    ));
+
+    // Keep the dedupe window bounded by age and count.
+    tasks.push(tokio::spawn({
+        let (store, mut stop) = (store.clone(), Box::pin(stopped(&stop_rx)));
+        let max_age = i64::try_from(cfg.ingest.dedupe_max_age_hours).unwrap_or(72) * 3_600_000;
+        let max_entries = cfg.ingest.dedupe_max_entries;
+        async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                    _ = &mut stop => return,
+                }
+                let s = store.clone();
+                match tokio::task::spawn_blocking(move || {
+                    s.prune_seen(allot_services::now_ms(), max_age, max_entries)
+                })
+                .await
+                {
+                    Ok(Ok(n)) if n > 0 => info!(pruned = n, "dedupe window pruned"),
+                    Ok(Err(e)) => warn!(error = %e, "dedupe prune failed"),
+                    _ => {}
+                }
+            }
+        }
+    }));
+
+    let hooks = WebhookState {
+        store: store.clone(),
+        metrics: metrics.clone(),
+        hubspot_secret,
+        public_url: Some(cfg.api.public_url.clone()).filter(|s| !s.is_empty()),
+        ingest_token: secrets.ingest_token.clone(),
+    };
+    if hooks.hubspot_secret.is_none() {
+        warn!("no HubSpot client secret: webhook signatures are NOT checked");
+    }
+    let app = api::router(ApiState {
+        store: store.clone(),
+        metrics: metrics.clone(),
+    })
+    .merge(webhooks::router(hooks));
+    tasks.push(tokio::spawn({
+        let stop = stopped(&stop_rx);
+        async move {
+            if let Err(e) = axum::serve(api_listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                error!(error = %e, "api stopped");
+            }
+        }
+    }));
+
+    println!(
+        "allot is running (rules {}, store {})",
+        rules.version,
+        cfg.store.path.display()
+    );
+    println!("  API and webhooks  http://{api_addr}   (/healthz, /metrics, /api/decisions/recent, /api/records/ID/decisions)");
+    println!("  HubSpot webhooks  http://{api_addr}/webhooks/hubspot    Salesforce CDC  http://{api_addr}/webhooks/salesforce");
+    if let Some(url) = &emulator_url {
+        println!("  CRM emulator      {url}   (/_emulator/owners, /_emulator/stats)");
+    }
+    println!("  Ctrl-C stops it cleanly.");
+    if let (Some(url), true) = (&emulator_url, cfg.emulator.demo_stream) {
+        let names = rules
+            .reps
+            .iter()
+            .filter_map(|r| r.name.clone().map(|n| (r.id.clone(), n)))
+            .collect();
+        tasks.push(tokio::spawn(crate::cmd::demo::stream(
+            url.clone(),
+            format!("http://{api_addr}"),
+            cfg.emulator.demo_records,
+            names,
+            stopped(&stop_rx),
+        )));
+    }
+
+    match for_secs {
+        Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+        None => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+    info!("shutting down");
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
+    store.flush().map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "allot stopped; state flushed to {}",
+        cfg.store.path.display()
+    );
+    Ok(())
+}
+
+fn real_clients(cfg: &AppConfig, secrets: &Secrets) -> anyhow::Result<Vec<CrmClient>> {
+    let mut clients = Vec::new();
+    if matches!(cfg.crm.mode, CrmMode::Salesforce | CrmMode::Both) {
+        let secret = secrets
+            .salesforce_client_secret
+            .clone()
+            .with_context(|| format!("${} is not set", cfg.secrets.salesforce_client_secret_env))?;
+        let auth = SalesforceAuth::ClientCredentials {
+            client_id: cfg.crm.salesforce.client_id.clone(),
+            client_secret: secret,
+        };
+        let sf = SalesforceConfig {
+            api_version: cfg.crm.salesforce.api_version.clone(),
+            call_options_client: cfg.ingest.salesforce_client_id.clone(),
+            ..SalesforceConfig::new(&cfg.crm.salesforce.login_url, auth)
+        };
+        clients.push(CrmClient::Salesforce(SalesforceClient::new(sf)?));
+    }
+    if matches!(cfg.crm.mode, CrmMode::Hubspot | CrmMode::Both) {
+        let token = secrets
+            .hubspot_token
+            .clone()
+            .with_context(|| format!("${} is not set", cfg.secrets.hubspot_token_env))?;
+        clients.push(CrmClient::HubSpot(HubSpotClient::new(HubSpotConfig::new(
+            &cfg.crm.hubspot.base_url,
+            HubSpotAuth::PrivateApp { token },
+        ))?));
+    }
+    Ok(clients)
+}
