@@ -6,7 +6,7 @@ export CARGO_TERM_COLOR ?= never
 
 ## Run the main job on embedded defaults (no Kafka, no CRM account needed).
 run:
-	$(CARGO) run --release -p allot -- simulate --rules config/rules.example.toml --records config/demo-records.jsonl --now 2026-11-25T17:00:00Z
+	$(CARGO) run --release -p allot -- run
 
 ## Format check, lints as errors, then every test.
 test: fmt lint

@@ -69,7 +69,17 @@ fn stopped(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'sta
     }
 }
 
-async fn serve(cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> anyhow::Result<()> {
+async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> anyhow::Result<()> {
+    if cfg.crm.mode == CrmMode::Emulator {
+        // The emulator's org lives in memory and starts afresh (same ids, same
+        // replay ids), so its state must too: a separate store, cleared.
+        let mut p = cfg.store.path.clone().into_os_string();
+        p.push("-emulator");
+        cfg.store.path = PathBuf::from(p);
+        if cfg.store.path.exists() {
+            std::fs::remove_dir_all(&cfg.store.path).with_context(|| format!("cannot clear {}", cfg.store.path.display()))?;
+        }
+    }
     std::fs::create_dir_all(&cfg.store.path)
         .with_context(|| format!("cannot create {}", cfg.store.path.display()))?;
     let store = Arc::new(Store::open(&cfg.store.path).map_err(|e| anyhow::anyhow!("{e}"))?);
