@@ -172,7 +172,7 @@ fn build(ctx: &mut Ctx, file: RulesFile, text: &str) -> Option<RuleSet> {
             .map(|d| d.trim().to_lowercase()),
     );
 
-    let territories = compile_territories(ctx, &file.territories, &owners);
+    let territories = compile_territories(ctx, &file.territories, &owners, fallback.is_some());
     let mut named_accounts = Vec::new();
     for spec in &file.named_accounts {
         let (n, start) = (spec.get_ref(), spec.span().start);
@@ -317,6 +317,7 @@ fn compile_territories(
     ctx: &mut Ctx,
     specs: &[Spanned<TerritorySpec>],
     owners: &OwnerResolver,
+    global_fallback: bool,
 ) -> Vec<Territory> {
     let mut ix: HashMap<&str, usize> = HashMap::new();
     for (i, s) in specs.iter().enumerate() {
@@ -420,6 +421,7 @@ fn compile_territories(
     // Inherit criteria and owners down the hierarchy (parents first).
     let mut by_depth: Vec<usize> = (0..out.len()).collect();
     by_depth.sort_by_key(|&i| out[i].depth);
+    let mut fallback_in_chain = vec![false; out.len()];
     for i in by_depth {
         let mine = std::mem::replace(&mut own[i], Criterion::True);
         let (criteria, owner) = match out[i].parent {
@@ -434,11 +436,14 @@ fn compile_territories(
         };
         out[i].criteria = criteria;
         out[i].owner = owner;
-        if out[i].owner.is_none() && specs[i].get_ref().owner.is_none() {
+        // A territory without an owner is a grouping node: what it alone
+        // matches goes to a fallback, which must then exist.
+        fallback_in_chain[i] = out[i].fallback.is_some() || out[i].parent.is_some_and(|p| fallback_in_chain[p]);
+        if out[i].owner.is_none() && specs[i].get_ref().owner.is_none() && !fallback_in_chain[i] && !global_fallback {
             ctx.error(
                 specs[i].span().start,
                 format!(
-                    "territory \"{}\" has no owner, nor has any ancestor",
+                    "territory \"{}\" has no owner and no fallback, nor has any ancestor, and there is no global fallback",
                     out[i].id
                 ),
             );

@@ -51,7 +51,7 @@ fn reports_errors_with_locations() {
         ),
         (
             format!("{REPS}\n[[territories]]\nid = \"x\"\nowner = {{ team = \"nope\" }}\n[[territories]]\nid = \"y\"\n"),
-            vec!["undefined team \"nope\"", "territory \"y\" has no owner"],
+            vec!["undefined team \"nope\"", "territory \"y\" has no owner and no fallback"],
         ),
         ("[[reps]]\nid = \"a\"\ntimezone = \"Mars/Olympus\"\n".to_string(), vec!["rules.toml:1:1: error: rep \"a\": unknown time zone \"Mars/Olympus\""]),
         ("[engagement]\norder = [\"priority\", \"coin_flip\"]\n".to_string(), vec!["unknown engagement step \"coin_flip\""]),
