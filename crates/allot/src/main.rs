@@ -34,6 +34,9 @@ enum Command {
     Run(cmd::run::Args),
     /// Feed a file of raw CRM events through ingest and assign (embedded store).
     Replay(cmd::replay::Args),
+    /// Check, export or import the durable state.
+    #[command(subcommand)]
+    State(cmd::state::StateCmd),
     /// Decode raw CRM change events and print them as allot sees them.
     Decode(cmd::decode::Args),
     /// Generate deterministic synthetic rules or records (for benchmarks and drills).
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Gen(g) => cmd::gen::run(g),
         Command::Decode(a) => cmd::decode::run(a),
         Command::Replay(a) => cmd::replay::run(a, std::env::vars().collect()),
+        Command::State(c) => cmd::state::run(c),
         Command::Run(a) => cmd::run::run(a, std::env::vars().collect()),
     };
     match result {

@@ -186,3 +186,109 @@ fn decode_prints_events_and_names_bad_lines() {
     assert_eq!(rows[0]["fields"]["country"], "Germany");
     assert!(String::from_utf8_lossy(&out.stderr).contains("-:2:"));
 }
+
+fn allot_env(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_allot"))
+        .args(args)
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .envs(envs.iter().copied())
+        .output()
+        .expect("allot runs")
+}
+
+#[test]
+fn replay_then_state_export_import_check() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("a");
+    let store = store.to_str().expect("utf-8");
+    let events = dir.path().join("events.jsonl");
+    let lead =
+        include_str!("../../allot-events/tests/data/sf-cdc-lead-create.json").replace('\n', "");
+    let batch =
+        include_str!("../../allot-events/tests/data/hubspot-webhook-batch.json").replace('\n', "");
+    std::fs::write(&events, format!("{lead}\n{{broken\n{batch}\n")).expect("write events");
+    let env = [
+        ("ALLOT__STORE__PATH", store),
+        ("ALLOT__TELEMETRY__LEVEL", "warn"),
+    ];
+    let out = allot_env(&["replay", events.to_str().expect("utf-8")], &env);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("events.jsonl:2: not JSON"), "{err}");
+    assert!(err.contains("4 event(s), 3 decision(s)"), "{err}");
+    assert!(err.contains("1 dead-lettered"), "{err}");
+
+    let export = dir.path().join("export.jsonl");
+    let out = allot_env(
+        &[
+            "state",
+            "export",
+            "--store",
+            store,
+            "--out",
+            export.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&export).expect("export");
+    let kinds: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("json")["kind"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    for k in ["record", "engine_state", "outbox", "decision"] {
+        assert!(kinds.iter().any(|x| x == k), "{k} missing from {kinds:?}");
+    }
+    let copy = dir.path().join("b");
+    let copy = copy.to_str().expect("utf-8");
+    let out = allot_env(
+        &[
+            "state",
+            "import",
+            "--store",
+            copy,
+            export.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = dir.path().join("again.jsonl");
+    allot_env(
+        &[
+            "state",
+            "export",
+            "--store",
+            copy,
+            "--out",
+            again.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert_eq!(
+        std::fs::read_to_string(&again).expect("export"),
+        text,
+        "export → import → export is stable"
+    );
+    let out = allot_env(&["state", "check", "--store", copy], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

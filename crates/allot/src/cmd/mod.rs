@@ -8,4 +8,5 @@ pub mod replay;
 pub mod run;
 pub mod run_writer;
 pub mod simulate;
+pub mod state;
 pub mod validate;

@@ -77,7 +77,8 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
         p.push("-emulator");
         cfg.store.path = PathBuf::from(p);
         if cfg.store.path.exists() {
-            std::fs::remove_dir_all(&cfg.store.path).with_context(|| format!("cannot clear {}", cfg.store.path.display()))?;
+            std::fs::remove_dir_all(&cfg.store.path)
+                .with_context(|| format!("cannot clear {}", cfg.store.path.display()))?;
         }
     }
     std::fs::create_dir_all(&cfg.store.path)
