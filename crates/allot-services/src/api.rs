@@ -22,7 +22,10 @@ pub struct ApiState {
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .route("/api/records/{id}/decisions", get(explain))
@@ -31,7 +34,11 @@ pub fn router(state: ApiState) -> Router {
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "status": "error", "message": message.into() }))).into_response()
+    (
+        status,
+        Json(json!({ "status": "error", "message": message.into() })),
+    )
+        .into_response()
 }
 
 async fn ready(State(s): State<ApiState>) -> Response {
@@ -42,7 +49,11 @@ async fn ready(State(s): State<ApiState>) -> Response {
 }
 
 async fn metrics(State(s): State<ApiState>) -> Response {
-    ([("content-type", "text/plain; version=0.0.4")], s.metrics.render()).into_response()
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        s.metrics.render(),
+    )
+        .into_response()
 }
 
 #[derive(Deserialize)]
@@ -52,9 +63,19 @@ struct Range {
 }
 
 /// Every decision about one record in a time range, oldest first, each with its explanation.
-async fn explain(State(s): State<ApiState>, Path(id): Path<String>, Query(r): Query<Range>) -> Response {
-    match s.store.audit_for(&id, r.from.unwrap_or(0), r.to.unwrap_or(i64::MAX)) {
-        Ok(list) if list.is_empty() => error(StatusCode::NOT_FOUND, format!("no decision recorded for record {id}")),
+async fn explain(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    Query(r): Query<Range>,
+) -> Response {
+    match s
+        .store
+        .audit_for(&id, r.from.unwrap_or(0), r.to.unwrap_or(i64::MAX))
+    {
+        Ok(list) if list.is_empty() => error(
+            StatusCode::NOT_FOUND,
+            format!("no decision recorded for record {id}"),
+        ),
         Ok(list) => Json(json!({ "record_id": id, "decisions": list })).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("store: {e}")),
     }

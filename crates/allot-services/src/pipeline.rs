@@ -263,7 +263,9 @@ impl Pipeline {
         };
         if event.source != Crm::Native {
             // Rules can tell records of different CRMs apart (one tree per CRM).
-            record.fields.insert("crm".into(), allot_core::Value::from(event.source.as_str()));
+            record
+                .fields
+                .insert("crm".into(), allot_core::Value::from(event.source.as_str()));
         }
         let applied_key = Some(applied.map_or(event.order_key(), |k| k.max(event.order_key())));
         let echo = self.is_echo(&event, &record, now)?;
