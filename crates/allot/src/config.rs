@@ -20,6 +20,9 @@ pub struct AppConfig {
     pub crm: CrmCfg,
     pub emulator: EmulatorCfg,
     pub telemetry: TelemetryCfg,
+    /// Batching, pacing and retries of owner writes (every key has a default).
+    #[serde(default)]
+    pub writer: allot_services::writer::WriterConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

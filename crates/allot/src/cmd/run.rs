@@ -221,10 +221,12 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
     tasks.push(crate::cmd::run_writer::spawn(
         store.clone(),
         clients.clone(),
+        rules.clone(),
+        cfg.writer.clone(),
         &metrics,
         outbox_ready,
         stopped(&stop_rx),
-    ));
+    )?);
 
     // Keep the dedupe window bounded by age and count.
     tasks.push(tokio::spawn({
