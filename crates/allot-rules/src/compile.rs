@@ -438,8 +438,13 @@ fn compile_territories(
         out[i].owner = owner;
         // A territory without an owner is a grouping node: what it alone
         // matches goes to a fallback, which must then exist.
-        fallback_in_chain[i] = out[i].fallback.is_some() || out[i].parent.is_some_and(|p| fallback_in_chain[p]);
-        if out[i].owner.is_none() && specs[i].get_ref().owner.is_none() && !fallback_in_chain[i] && !global_fallback {
+        fallback_in_chain[i] =
+            out[i].fallback.is_some() || out[i].parent.is_some_and(|p| fallback_in_chain[p]);
+        if out[i].owner.is_none()
+            && specs[i].get_ref().owner.is_none()
+            && !fallback_in_chain[i]
+            && !global_fallback
+        {
             ctx.error(
                 specs[i].span().start,
                 format!(

@@ -10,6 +10,7 @@ pub mod api;
 pub mod embedded;
 pub mod error;
 pub mod hydrate;
+pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
 pub mod raw;

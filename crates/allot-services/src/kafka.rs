@@ -1,0 +1,194 @@
+//! The ingest (and assign) stage fed by Kafka: raw CRM events from topics
+//! (format set per topic), through the same [`Pipeline`] as the embedded
+//! loop. A chunk's effects and dead letters are durable before any of its
+//! deliveries is acked, so a crash redelivers, and the dedupe window makes
+//! the redelivery harmless.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use allot_bus::{Delivery, KafkaSink, KafkaSource};
+use allot_events::Format;
+use allot_store::Store;
+use tokio::sync::Notify;
+use tracing::{error, info, warn};
+
+use crate::embedded::ChunkReport;
+use crate::pipeline::{Payload, Pipeline, Staged};
+use crate::ServiceError;
+
+/// One consumed topic and the wire format its messages are in.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SourceTopic {
+    pub topic: String,
+    /// auto, salesforce, hubspot or native.
+    #[serde(default = "auto")]
+    pub format: String,
+}
+
+fn auto() -> String {
+    "auto".into()
+}
+
+pub struct KafkaIngest {
+    pub store: Arc<Store>,
+    pub pipeline: Pipeline,
+    pub source: KafkaSource,
+    /// Producer for dead letters.
+    pub sink: KafkaSink,
+    pub dlq_topic: String,
+    /// Format per topic; topics not listed are detected.
+    pub formats: HashMap<String, Format>,
+    pub max_chunk: usize,
+    /// After the first delivery, how long to wait for more to fill a chunk.
+    pub linger: Duration,
+    pub outbox_ready: Arc<Notify>,
+}
+
+fn bus(e: allot_bus::BusError) -> ServiceError {
+    ServiceError::Stopped {
+        stage: "kafka ingest",
+        detail: e.to_string(),
+    }
+}
+
+impl KafkaIngest {
+    /// Runs until `shutdown` resolves, then commits the acked prefix and leaves the group.
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ServiceError> {
+        tokio::pin!(shutdown);
+        info!(dlq = %self.dlq_topic, "kafka ingest started");
+        loop {
+            let first = tokio::select! {
+                d = self.source.next() => d,
+                _ = &mut shutdown => break,
+            };
+            let first = match first {
+                Ok(d) => d,
+                Err(e) if e.retryable() => {
+                    warn!(error = %e, "kafka consume failed, retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                Err(e) => return Err(bus(e)),
+            };
+            let mut chunk = vec![first];
+            let deadline = tokio::time::Instant::now() + self.linger;
+            while chunk.len() < self.max_chunk {
+                match tokio::time::timeout_at(deadline, self.source.next()).await {
+                    Ok(Ok(d)) => chunk.push(d),
+                    Ok(Err(e)) => {
+                        warn!(error = %e, "kafka consume failed mid-chunk");
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.process(&chunk).await?;
+        }
+        let s = self.source;
+        s.close().await.map_err(bus)?;
+        info!("kafka ingest stopped");
+        Ok(())
+    }
+
+    /// Stages, dead-letters, commits and acks one chunk of deliveries.
+    pub async fn process(&mut self, chunk: &[Delivery]) -> Result<ChunkReport, ServiceError> {
+        let started = Instant::now();
+        let now = crate::now_ms();
+        let mut by_source: HashMap<String, &Delivery> = HashMap::new();
+        let mut payloads = Vec::with_capacity(chunk.len());
+        let mut empty = Vec::new();
+        for d in chunk {
+            let source = format!("kafka:{}:{}@{}", d.topic, d.partition, d.offset);
+            by_source.insert(source.clone(), d);
+            self.pipeline
+                .metrics()
+                .consumed
+                .with_label_values(&["kafka"])
+                .inc();
+            match &d.payload {
+                Some(body) => payloads.push(Payload {
+                    format: self.formats.get(&d.topic).copied().unwrap_or(Format::Auto),
+                    source,
+                    body: body.clone(),
+                }),
+                None => empty.push(d),
+            }
+        }
+        let Staged {
+            mut batch,
+            decisions,
+            changes,
+            dead,
+            events,
+        } = self.pipeline.stage(&payloads, now).await?;
+        for d in empty {
+            self.sink
+                .dead_letter(&self.dlq_topic, d, "empty", "message has no payload")
+                .await
+                .map_err(bus)?;
+            self.pipeline
+                .metrics()
+                .dead_lettered
+                .with_label_values(&["empty"])
+                .inc();
+        }
+        for dl in &dead {
+            let Some(d) = by_source.get(&dl.source) else {
+                continue;
+            };
+            self.sink
+                .dead_letter(&self.dlq_topic, d, &dl.kind, &dl.reason)
+                .await
+                .map_err(bus)?;
+        }
+        let mut ends: HashMap<(String, i32), i64> = HashMap::new();
+        for d in chunk {
+            let e = ends
+                .entry((d.topic.clone(), d.partition))
+                .or_insert(d.offset);
+            *e = (*e).max(d.offset);
+        }
+        for ((topic, partition), offset) in &ends {
+            batch.set_position(&format!("kafka:{topic}:{partition}"), offset + 1);
+        }
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.commit(batch)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                error!(error = %e, "ingest commit failed");
+                return Err(e.into());
+            }
+            Err(e) => {
+                return Err(ServiceError::Stopped {
+                    stage: "kafka ingest",
+                    detail: e.to_string(),
+                })
+            }
+        }
+        for d in chunk {
+            self.source.ack(d).map_err(bus)?;
+        }
+        if !changes.is_empty() {
+            self.outbox_ready.notify_one();
+        }
+        let m = self.pipeline.metrics();
+        for lag in self.source.lag() {
+            m.lag
+                .with_label_values(&[&lag.topic, &lag.partition.to_string()])
+                .set(lag.lag);
+        }
+        m.batch_seconds
+            .with_label_values(&["ingest"])
+            .observe(started.elapsed().as_secs_f64());
+        Ok(ChunkReport {
+            entries: chunk.len(),
+            events,
+            decisions: decisions.len(),
+            changes: changes.len(),
+            dead: dead.len(),
+        })
+    }
+}
