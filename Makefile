@@ -8,8 +8,10 @@ export CARGO_TERM_COLOR ?= never
 run:
 	$(CARGO) run --release -p allot -- run
 
-## Format check, lints as errors, then every test.
+## Format check, lints as errors, then every test (Kafka tests start a
+## tansu broker on loopback; it is built once per machine if missing).
 test: fmt lint
+	bash scripts/ensure-tansu.sh
 	$(CARGO) test --workspace --all-targets --no-fail-fast
 	$(CARGO) test --workspace --doc
 
