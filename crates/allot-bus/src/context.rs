@@ -92,10 +92,11 @@ impl ClientContext for SourceContext {
 
 impl ConsumerContext for SourceContext {
     /// rdkafka's default asks librdkafka for the rebalance protocol here,
-    /// and that call can block forever when the rebalance is the one of a
-    /// closing consumer (librdkafka #4041, rust-rdkafka #509; seen here as a
+    /// and that call blocks forever when the consumer group already
+    /// terminated, as it can while closing (librdkafka #4041; seen here as a
     /// hung `drop`). The protocol is known from the configuration, so this
-    /// does the same without asking.
+    /// does the same without asking, and skips assign calls that would hang
+    /// the same way.
     fn rebalance(
         &self,
         base_consumer: &BaseConsumer<Self>,
@@ -109,6 +110,12 @@ impl ConsumerContext for SourceContext {
             other => Rebalance::Error(KafkaError::Rebalance(other.into())),
         };
         self.pre_rebalance(base_consumer, &rebalance);
+        // Once the group terminated (a stale event served while closing),
+        // librdkafka drops assign requests without answering: skip them.
+        if base_consumer.closed() {
+            debug!(group = %self.shared.group, "kafka rebalance after close skipped");
+            return;
+        }
         let result = match (&rebalance, self.cooperative) {
             (Rebalance::Assign(tpl), false) => base_consumer.assign(tpl),
             (Rebalance::Assign(tpl), true) => base_consumer.incremental_assign(tpl),

@@ -17,6 +17,7 @@ mod config;
 mod context;
 mod error;
 mod lag;
+mod leave;
 mod sink;
 mod source;
 mod telemetry;

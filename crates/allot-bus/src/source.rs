@@ -33,7 +33,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::TopicPartitionList;
 use serde::{Deserialize, Serialize};
@@ -43,7 +43,8 @@ use crate::config::KafkaConfig;
 use crate::context::{offsets_list, Shared, SourceContext};
 use crate::error::BusError;
 use crate::lag::{query_lag, refresh_loop, PartitionLag};
-use crate::telemetry::{ConsumeFailed, OffsetsCommitted, PartitionFlow};
+use crate::leave::leave;
+use crate::telemetry::{ConsumeFailed, PartitionFlow};
 use crate::tracker::{Flow, OffsetTracker};
 
 type Inner = StreamConsumer<SourceContext>;
@@ -54,7 +55,9 @@ pub struct Delivery {
     pub topic: String,
     pub partition: i32,
     pub offset: i64,
+    /// `None` for a record produced without a key.
     pub key: Option<Vec<u8>>,
+    /// `None` for a tombstone.
     pub payload: Option<Vec<u8>>,
     /// Headers in record order; a null header value is an empty one.
     pub headers: Vec<(String, Vec<u8>)>,
@@ -103,10 +106,14 @@ impl Delivery {
 /// `max_poll_interval_ms`) even while partitions are paused: group
 /// membership and rebalances are served from inside it.
 pub struct KafkaSource {
-    /// `None` only after `close` took it.
+    /// The only lasting strong reference; `None` only after `close` took it.
     consumer: Option<Arc<Inner>>,
+    /// Tracker and lag, shared with the ackers, the lag task and the
+    /// rebalance hooks.
     shared: Arc<Shared>,
+    /// Kept for the offset reset (lag) and the session timeout (close).
     config: KafkaConfig,
+    /// Refreshes the lag every `lag_interval_ms`; stopped on close and drop.
     lag_task: JoinHandle<()>,
 }
 
@@ -249,44 +256,28 @@ impl KafkaSource {
         .map_err(|e| BusError::task("committed", &e))?
     }
 
-    /// Commits the acked prefix of every partition, then leaves the group.
+    /// Commits the acked prefix of every partition, then leaves the group,
+    /// waiting at most `session_timeout_ms` plus 10 s for the broker.
     /// Deliveries not acked by now are delivered again to the next member.
     pub async fn close(mut self) -> Result<(), BusError> {
         self.lag_task.abort();
         let Some(consumer) = self.consumer.take() else {
             return Ok(());
         };
-        let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || {
-            let commits = shared.tracker().commits();
-            let result = if commits.is_empty() {
-                Ok(())
-            } else {
-                offsets_list(&commits)
-                    .and_then(|list| consumer.commit(&list, CommitMode::Sync))
-                    .map_err(|e| BusError::commit("close", &e))
-            };
-            if result.is_ok() {
-                OffsetsCommitted {
-                    group: &shared.group,
-                    reason: "close",
-                    offsets: &commits,
-                }
-                .emit();
-            }
-            // Leave the group here, not wherever the last reference goes: a
-            // lag query or an ack may hold one for a moment.
-            let deadline = std::time::Instant::now() + Duration::from_secs(5);
-            while Arc::strong_count(&consumer) > 1 && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            // Dropping it leaves the group (the revoke hook runs once more and
-            // commits the same offsets).
-            drop(consumer);
-            result
-        })
-        .await
-        .map_err(|e| BusError::task("close", &e))?
+        let done = leave(consumer, self.shared.clone(), true);
+        let limit = Duration::from_millis(u64::from(self.config.session_timeout_ms))
+            + Duration::from_secs(10);
+        match tokio::time::timeout(limit, done).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(BusError::Task {
+                what: "close".to_string(),
+                message: "the leave thread ended without a result".to_string(),
+            }),
+            Err(_) => Err(BusError::Task {
+                what: "close".to_string(),
+                message: format!("leaving group {} took over {limit:?}", self.shared.group),
+            }),
+        }
     }
 
     fn consumer(&self) -> Result<&Arc<Inner>, BusError> {
@@ -297,18 +288,12 @@ impl KafkaSource {
 }
 
 impl Drop for KafkaSource {
-    /// Leaves the group without committing anything the acks have not
-    /// already stored. Leaving blocks while librdkafka says goodbye, so it
-    /// runs on the blocking pool when there is a runtime.
+    /// Leaves the group in the background. Nothing is committed beyond the
+    /// acked prefix: the revoke hook commits that while leaving.
     fn drop(&mut self) {
         self.lag_task.abort();
         if let Some(consumer) = self.consumer.take() {
-            match tokio::runtime::Handle::try_current() {
-                Ok(handle) => {
-                    handle.spawn_blocking(move || drop(consumer));
-                }
-                Err(_) => drop(consumer),
-            }
+            drop(leave(consumer, self.shared.clone(), false));
         }
     }
 }
