@@ -12,7 +12,7 @@ run:
 ## tansu broker on loopback; it is built once per machine if missing).
 test: fmt lint
 	bash scripts/ensure-tansu.sh
-	$(CARGO) test --workspace --all-targets --no-fail-fast
+	$(CARGO) test --workspace --lib --bins --tests --no-fail-fast
 	$(CARGO) test --workspace --doc
 
 fmt:

@@ -23,6 +23,64 @@ pub struct AppConfig {
     /// Batching, pacing and retries of owner writes (every key has a default).
     #[serde(default)]
     pub writer: allot_services::writer::WriterConfig,
+    #[serde(default)]
+    pub kafka: KafkaCfg,
+}
+
+/// Raw CRM events from Kafka instead of the embedded log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaCfg {
+    pub enabled: bool,
+    pub bootstrap_servers: String,
+    pub group_id: String,
+    pub dlq_topic: String,
+    pub session_timeout_ms: u32,
+    pub heartbeat_interval_ms: u32,
+    pub max_in_flight_per_partition: usize,
+    /// Partitions of topics allot creates when they are missing.
+    pub partitions: i32,
+    /// Consumed topics and the format of their messages.
+    pub sources: Vec<allot_services::kafka::SourceTopic>,
+    /// Other librdkafka properties (security, fetch sizes).
+    pub properties: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for KafkaCfg {
+    fn default() -> Self {
+        KafkaCfg {
+            enabled: false,
+            bootstrap_servers: "127.0.0.1:9092".into(),
+            group_id: "allot-ingest".into(),
+            dlq_topic: "allot.dlq".into(),
+            session_timeout_ms: 10_000,
+            heartbeat_interval_ms: 2_000,
+            max_in_flight_per_partition: 1_000,
+            partitions: 3,
+            sources: Vec::new(),
+            properties: Default::default(),
+        }
+    }
+}
+
+impl KafkaCfg {
+    pub fn bus(&self) -> allot_bus::KafkaConfig {
+        allot_bus::KafkaConfig {
+            session_timeout_ms: self.session_timeout_ms,
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+            max_in_flight_per_partition: self.max_in_flight_per_partition,
+            properties: self.properties.clone(),
+            ..allot_bus::KafkaConfig::new(&self.bootstrap_servers, &self.group_id)
+        }
+    }
+
+    /// The first source topic in `format`.
+    pub fn topic_for(&self, format: &str) -> Option<&str> {
+        self.sources
+            .iter()
+            .find(|s| s.format == format)
+            .map(|s| s.topic.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -235,6 +293,19 @@ impl AppConfig {
         ] {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 p.push(format!("{key}: {url:?} is not an http(s) URL"));
+            }
+        }
+        if self.kafka.enabled {
+            if self.kafka.sources.is_empty() {
+                p.push("kafka.sources: list at least one topic when kafka.enabled".into());
+            }
+            for (i, s) in self.kafka.sources.iter().enumerate() {
+                if s.format.parse::<allot_events::Format>().is_err() {
+                    p.push(format!("kafka.sources[{i}].format: {:?} is not one of auto, salesforce, hubspot, native", s.format));
+                }
+            }
+            if let Err(e) = self.kafka.bus().validate() {
+                p.push(format!("kafka: {e}"));
             }
         }
         p

@@ -37,6 +37,8 @@ enum Command {
     /// Check, export or import the durable state.
     #[command(subcommand)]
     State(cmd::state::StateCmd),
+    /// The built-in CRM emulator on its own (Salesforce and HubSpot wire formats).
+    Emulator(cmd::emulator::Args),
     /// Decode raw CRM change events and print them as allot sees them.
     Decode(cmd::decode::Args),
     /// Generate deterministic synthetic rules or records (for benchmarks and drills).
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
         Command::Decode(a) => cmd::decode::run(a),
         Command::Replay(a) => cmd::replay::run(a, std::env::vars().collect()),
         Command::State(c) => cmd::state::run(c),
+        Command::Emulator(a) => cmd::emulator::run(a),
         Command::Run(a) => cmd::run::run(a, std::env::vars().collect()),
     };
     match result {

@@ -2,6 +2,7 @@
 
 pub mod decode;
 pub mod demo;
+pub mod emulator;
 pub mod gen;
 pub mod realign;
 pub mod replay;

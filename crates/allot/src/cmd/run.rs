@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use allot_bus::{KafkaSink, KafkaSource};
 use allot_core::Crm;
 use allot_crm::{
     CrmClient, HubSpotAuth, HubSpotClient, HubSpotConfig, SalesforceAuth, SalesforceClient,
@@ -19,6 +20,7 @@ use allot_rules::RuleSet;
 use allot_services::api::{self, ApiState};
 use allot_services::embedded::EmbeddedIngest;
 use allot_services::hydrate::Hydrator;
+use allot_services::kafka::KafkaIngest;
 use allot_services::metrics::Metrics;
 use allot_services::pipeline::{EchoConfig, FieldMaps, Pipeline};
 use allot_services::raw::{RawEntry, RAW_LOG};
@@ -99,6 +101,7 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
         .put_rule_version(&rules.version, &rules_text, now, Some("startup"))
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let metrics = Metrics::new();
+    let kafka_mode = cfg.kafka.enabled;
     let (stop_tx, stop_rx) = watch::channel(false);
     let api_listener = TcpListener::bind(cfg.api.listen)
         .await
@@ -116,7 +119,7 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
         let seed = Seed::load(&cfg.emulator.seed).map_err(|e| anyhow::anyhow!("{e}"))?;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut opts = EmulatorOptions {
-            webhook_url: Some(format!("http://{api_addr}/webhooks/hubspot")),
+            webhook_url: (!kafka_mode).then(|| format!("http://{api_addr}/webhooks/hubspot")),
             events: EventSink::Channel(tx),
             ..EmulatorOptions::default()
         };
@@ -149,12 +152,34 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
                 }
             }
         }));
-        // Salesforce CDC from the emulator goes where a CDC connector would put it.
+        // Change events from the emulator go where a connector would put them:
+        // Kafka topics in Kafka mode; else Salesforce CDC into the log (HubSpot
+        // events arrive as signed webhooks).
         let log_store = store.clone();
+        let producer = match kafka_mode {
+            true => Some(KafkaSink::new(&cfg.kafka.bus()).map_err(|e| anyhow::anyhow!("{e}"))?),
+            false => None,
+        };
+        let topics = (
+            cfg.kafka.topic_for("salesforce").map(str::to_string),
+            cfg.kafka.topic_for("hubspot").map(str::to_string),
+        );
         tasks.push(tokio::spawn(async move {
             while let Some(ev) = rx.recv().await {
+                if let Some(producer) = &producer {
+                    let topic = if ev.crm == Crm::Salesforce { &topics.0 } else { &topics.1 };
+                    match topic {
+                        Some(t) => {
+                            if let Err(e) = producer.send(t, ev.key.as_bytes(), &ev.body, &[]).await {
+                                error!(error = %e, topic = %t, "cannot produce an emulator change event");
+                            }
+                        }
+                        None => warn!(crm = %ev.crm, "no kafka source topic for this crm's events"),
+                    }
+                    continue;
+                }
                 if ev.crm != Crm::Salesforce {
-                    continue; // HubSpot events arrive as signed webhooks
+                    continue;
                 }
                 let entry = RawEntry {
                     v: 1,
@@ -204,20 +229,57 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
         metrics.clone(),
     )?;
     let outbox_ready = Arc::new(Notify::new());
-    let ingest = EmbeddedIngest {
-        store: store.clone(),
-        pipeline,
-        outbox_ready: outbox_ready.clone(),
-        max_chunk: cfg.ingest.max_chunk,
-    };
-    tasks.push(tokio::spawn({
-        let stop = stopped(&stop_rx);
-        async move {
-            if let Err(e) = ingest.run(stop).await {
-                error!(error = %e, "ingest stopped");
+    if kafka_mode {
+        let k = &cfg.kafka;
+        let mut topics: Vec<(&str, i32)> = k
+            .sources
+            .iter()
+            .map(|s| (s.topic.as_str(), k.partitions))
+            .collect();
+        topics.push((k.dlq_topic.as_str(), 1));
+        allot_bus::ensure_topics_with(&k.bus(), &topics, allot_bus::BROKER_DEFAULT_REPLICATION)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let names: Vec<&str> = k.sources.iter().map(|s| s.topic.as_str()).collect();
+        let ingest = KafkaIngest {
+            store: store.clone(),
+            pipeline,
+            source: KafkaSource::subscribe(&k.bus(), &names).map_err(|e| anyhow::anyhow!("{e}"))?,
+            sink: KafkaSink::new(&k.bus()).map_err(|e| anyhow::anyhow!("{e}"))?,
+            dlq_topic: k.dlq_topic.clone(),
+            formats: k
+                .sources
+                .iter()
+                .filter_map(|s| Some((s.topic.clone(), s.format.parse().ok()?)))
+                .collect(),
+            max_chunk: cfg.ingest.max_chunk,
+            linger: Duration::from_millis(5),
+            outbox_ready: outbox_ready.clone(),
+        };
+        tasks.push(tokio::spawn({
+            let stop = stopped(&stop_rx);
+            async move {
+                if let Err(e) = ingest.run(stop).await {
+                    error!(error = %e, "kafka ingest stopped");
+                }
             }
-        }
-    }));
+        }));
+    } else {
+        let ingest = EmbeddedIngest {
+            store: store.clone(),
+            pipeline,
+            outbox_ready: outbox_ready.clone(),
+            max_chunk: cfg.ingest.max_chunk,
+        };
+        tasks.push(tokio::spawn({
+            let stop = stopped(&stop_rx);
+            async move {
+                if let Err(e) = ingest.run(stop).await {
+                    error!(error = %e, "ingest stopped");
+                }
+            }
+        }));
+    }
     tasks.push(crate::cmd::run_writer::spawn(
         store.clone(),
         clients.clone(),
@@ -267,7 +329,11 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
         store: store.clone(),
         metrics: metrics.clone(),
     })
-    .merge(webhooks::router(hooks));
+    .merge(if kafka_mode {
+        axum::Router::new()
+    } else {
+        webhooks::router(hooks)
+    });
     tasks.push(tokio::spawn({
         let stop = stopped(&stop_rx);
         async move {
@@ -286,7 +352,22 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
         cfg.store.path.display()
     );
     println!("  API and webhooks  http://{api_addr}   (/healthz, /metrics, /api/decisions/recent, /api/records/ID/decisions)");
-    println!("  HubSpot webhooks  http://{api_addr}/webhooks/hubspot    Salesforce CDC  http://{api_addr}/webhooks/salesforce");
+    if kafka_mode {
+        let topics: Vec<String> = cfg
+            .kafka
+            .sources
+            .iter()
+            .map(|s| format!("{} ({})", s.topic, s.format))
+            .collect();
+        println!(
+            "  Kafka             {} consuming {}; dead letters to {}",
+            cfg.kafka.bootstrap_servers,
+            topics.join(", "),
+            cfg.kafka.dlq_topic
+        );
+    } else {
+        println!("  HubSpot webhooks  http://{api_addr}/webhooks/hubspot    Salesforce CDC  http://{api_addr}/webhooks/salesforce");
+    }
     if let Some(url) = &emulator_url {
         println!("  CRM emulator      {url}   (/_emulator/owners, /_emulator/stats)");
     }

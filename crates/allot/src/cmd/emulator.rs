@@ -1,0 +1,102 @@
+//! `allot emulator`: the CRM emulator on its own, for demos and for testing
+//! a deployment. Its change events go to allot's webhook endpoints (HubSpot
+//! signed with signature v3, Salesforce CDC as JSON) and/or to Kafka topics.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use allot_bus::{KafkaConfig, KafkaSink};
+use allot_core::Crm;
+use allot_emulator::{Emulator, EmulatorOptions, EventSink, Seed};
+use tokio::net::TcpListener;
+use tracing::{error, warn};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, default_value = "127.0.0.1:7701")]
+    listen: SocketAddr,
+    /// Seed file (users, owners, leads, accounts, contacts, companies).
+    #[arg(long, default_value = "config/emulator-seed.json")]
+    seed: PathBuf,
+    /// POST HubSpot webhook batches here (signed with the emulator's client secret).
+    #[arg(long)]
+    hubspot_webhook_url: Option<String>,
+    /// POST Salesforce CDC events here (allot's /webhooks/salesforce).
+    #[arg(long)]
+    salesforce_cdc_url: Option<String>,
+    /// Also produce change events to Kafka at this bootstrap address.
+    #[arg(long)]
+    kafka_bootstrap: Option<String>,
+    #[arg(long, default_value = "crm.salesforce.cdc")]
+    salesforce_topic: String,
+    #[arg(long, default_value = "crm.hubspot.webhooks")]
+    hubspot_topic: String,
+    /// Emit a CREATE event for every seeded record at start.
+    #[arg(long)]
+    emit_seed_events: bool,
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(a))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(a: Args) -> anyhow::Result<()> {
+    let seed = Seed::load(&a.seed).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let opts = EmulatorOptions {
+        webhook_url: a.hubspot_webhook_url.clone(),
+        emit_seed_events: a.emit_seed_events,
+        events: EventSink::Channel(tx),
+        ..EmulatorOptions::default()
+    };
+    println!("CRM emulator: Salesforce client id {:?}, HubSpot private app token {:?}, HubSpot client secret {:?}", opts.salesforce_client_id, opts.hubspot_private_app_token.clone().unwrap_or_default(), opts.hubspot_client_secret);
+    let listener = TcpListener::bind(a.listen).await?;
+    println!("CRM emulator listening on http://{}  (/_emulator/owners, /_emulator/stats, /_emulator/faults)", listener.local_addr()?);
+    let sink = match &a.kafka_bootstrap {
+        Some(b) => Some(
+            KafkaSink::new(&KafkaConfig::new(b, "allot-emulator"))
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
+        None => None,
+    };
+    let http = reqwest::Client::new();
+    let cdc_url = a.salesforce_cdc_url.clone();
+    let (sf_topic, hs_topic) = (a.salesforce_topic.clone(), a.hubspot_topic.clone());
+    tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            if let Some(sink) = &sink {
+                let topic = if ev.crm == Crm::Salesforce {
+                    &sf_topic
+                } else {
+                    &hs_topic
+                };
+                if let Err(e) = sink.send(topic, ev.key.as_bytes(), &ev.body, &[]).await {
+                    error!(error = %e, topic, "cannot produce a change event");
+                }
+            }
+            if let (Crm::Salesforce, Some(url)) = (ev.crm, &cdc_url) {
+                let sent = http
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .body(ev.body.clone())
+                    .send()
+                    .await;
+                if !sent.as_ref().is_ok_and(|r| r.status().is_success()) {
+                    warn!(url, "salesforce cdc delivery failed");
+                }
+            }
+        }
+    });
+    let emulator = Emulator::new(seed, opts);
+    emulator
+        .serve(listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}

@@ -1,0 +1,167 @@
+//! `allot run` in Kafka mode against a real Kafka-protocol broker on
+//! loopback: the emulator's change events go to CRM topics, allot consumes
+//! them, decides, and writes owners back; a poison message is dead-lettered.
+
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use allot_tests::{unique, Broker};
+use serde_json::{json, Value};
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+struct Running {
+    child: Child,
+    api: String,
+    emulator: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn kafka_mode_routes_emulator_events_and_dead_letters_poison() {
+    let broker = Broker::start();
+    let (sf, hs, dlq) = (unique("crm.sf"), unique("crm.hs"), unique("allot.dlq"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        format!("{ROOT}/config/default.toml"),
+        dir.path().join("default.toml"),
+    )
+    .unwrap();
+    let overlay = format!(
+        "[kafka]\nenabled = true\nbootstrap_servers = \"{}\"\ngroup_id = \"{}\"\ndlq_topic = \"{dlq}\"\nsession_timeout_ms = 6000\nheartbeat_interval_ms = 1000\npartitions = 2\n\
+         [[kafka.sources]]\ntopic = \"{sf}\"\nformat = \"salesforce\"\n[[kafka.sources]]\ntopic = \"{hs}\"\nformat = \"hubspot\"\n",
+        broker.bootstrap(),
+        unique("allot")
+    );
+    std::fs::write(dir.path().join("test.toml"), overlay).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_allot"))
+        .args([
+            "run",
+            "--no-demo",
+            "--for-secs",
+            "150",
+            "--env",
+            "test",
+            "--config-dir",
+        ])
+        .arg(dir.path())
+        .current_dir(ROOT)
+        .env("ALLOT__API__LISTEN", "127.0.0.1:0")
+        .env("ALLOT__EMULATOR__LISTEN", "127.0.0.1:0")
+        .env("ALLOT__STORE__PATH", dir.path().join("store"))
+        .env("ALLOT__TELEMETRY__LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut api, mut emulator) = (None, None);
+    while api.is_none() || emulator.is_none() {
+        let line = lines
+            .next()
+            .expect("allot run printed its addresses")
+            .unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .map(str::to_string);
+        if line.contains("API and webhooks") {
+            api = url;
+        } else if line.contains("CRM emulator") {
+            emulator = url;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    let run = Running {
+        child,
+        api: api.unwrap(),
+        emulator: emulator.unwrap(),
+    };
+    let http = reqwest::blocking::Client::new();
+
+    // A lead and a contact created in the CRM, in Germany.
+    let mut ids = Vec::new();
+    for body in [
+        json!({"crm": "salesforce", "object": "lead", "fields": {"LastName": "Kraus", "Company": "Kraus GmbH", "Country": "Germany", "Email": "k@kraus.example"}}),
+        json!({"crm": "hubspot", "object": "contact", "properties": {"email": "m@moser.example", "country": "Germany"}}),
+    ] {
+        let v: Value = http
+            .post(format!("{}/_emulator/records", run.emulator))
+            .json(&body)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        ids.push((
+            body["crm"].as_str().unwrap().to_string(),
+            body["object"].as_str().unwrap().to_string(),
+            v["id"].as_str().unwrap().to_string(),
+        ));
+    }
+    for (crm, object, id) in &ids {
+        let owner = wait_for(&format!("{crm} {object} {id} decided and written"), || {
+            let v: Value = http
+                .get(format!(
+                    "{}/_emulator/records/{crm}/{object}/{id}",
+                    run.emulator
+                ))
+                .send()
+                .ok()?
+                .json()
+                .ok()?;
+            let owner = v["owner"].as_str()?.to_string();
+            let decided: Value = http
+                .get(format!("{}/api/records/{id}/decisions", run.api))
+                .send()
+                .ok()?
+                .json()
+                .ok()?;
+            let d = decided["decisions"].as_array()?.last()?.clone();
+            (d["owner"].as_str() == Some(owner.as_str())).then_some((owner, d))
+        });
+        let territory = owner.1["territory"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(territory.ends_with("-emea"), "{crm} {id}: {territory}");
+    }
+
+    // A poison message on the Salesforce topic lands in the DLQ with its reason.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let cfg = allot_bus::KafkaConfig {
+            session_timeout_ms: 6_000,
+            heartbeat_interval_ms: 1_000,
+            ..allot_bus::KafkaConfig::new(broker.bootstrap(), &unique("reader"))
+        };
+        let sink = allot_bus::KafkaSink::new(&cfg).unwrap();
+        sink.send(&sf, b"x", b"{oops", &[]).await.unwrap();
+        let mut dl = allot_bus::KafkaSource::subscribe(&cfg, &[&dlq]).unwrap();
+        let d = tokio::time::timeout(Duration::from_secs(60), dl.next())
+            .await
+            .expect("a dead letter")
+            .unwrap();
+        assert_eq!(d.header("allot-source-topic"), Some(sf.as_bytes()));
+        assert_eq!(d.header("allot-error-kind"), Some(&b"json"[..]));
+    });
+}
