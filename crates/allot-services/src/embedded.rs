@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use allot_events::Format;
 use allot_store::Store;
 use tokio::sync::Notify;
-use tracing::{error, info};
+use tracing::info;
 
 use crate::pipeline::{Payload, Pipeline, Staged};
 use crate::raw::{DeadLetter, RawEntry, DLQ_LOG, INGEST_GROUP, RAW_LOG};
@@ -110,20 +110,7 @@ impl EmbeddedIngest {
             }
         }
         batch.log_commit(RAW_LOG, INGEST_GROUP, last + 1);
-        let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || store.commit(batch)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                error!(error = %e, "ingest commit failed");
-                return Err(e.into());
-            }
-            Err(e) => {
-                return Err(ServiceError::Stopped {
-                    stage: "ingest",
-                    detail: e.to_string(),
-                })
-            }
-        }
+        crate::pipeline::commit(&self.store, batch, "ingest").await?;
         if !changes.is_empty() {
             self.outbox_ready.notify_one();
         }

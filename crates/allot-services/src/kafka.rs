@@ -13,7 +13,7 @@ use allot_bus::{Delivery, KafkaSink, KafkaSource};
 use allot_events::Format;
 use allot_store::Store;
 use tokio::sync::Notify;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use crate::embedded::ChunkReport;
 use crate::pipeline::{Payload, Pipeline, Staged};
@@ -154,20 +154,7 @@ impl KafkaIngest {
         for ((topic, partition), offset) in &ends {
             batch.set_position(&format!("kafka:{topic}:{partition}"), offset + 1);
         }
-        let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || store.commit(batch)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                error!(error = %e, "ingest commit failed");
-                return Err(e.into());
-            }
-            Err(e) => {
-                return Err(ServiceError::Stopped {
-                    stage: "kafka ingest",
-                    detail: e.to_string(),
-                })
-            }
-        }
+        crate::pipeline::commit(&self.store, batch, "kafka ingest").await?;
         for d in chunk {
             self.source.ack(d).map_err(bus)?;
         }

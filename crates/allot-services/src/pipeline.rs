@@ -386,3 +386,23 @@ impl Pipeline {
         out.decisions.push(d);
     }
 }
+
+/// Commits `batch` (one transaction, one flush) off the async threads.
+pub async fn commit(
+    store: &Arc<Store>,
+    batch: Batch,
+    stage: &'static str,
+) -> Result<(), ServiceError> {
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || store.commit(batch)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => {
+            tracing::error!(stage, error = %e, "commit failed");
+            Err(e.into())
+        }
+        Err(e) => Err(ServiceError::Stopped {
+            stage,
+            detail: e.to_string(),
+        }),
+    }
+}

@@ -3,77 +3,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-
-struct Running {
-    child: Child,
-    api: String,
-    emulator: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start() -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_allot"))
-        .args(["run", "--no-demo", "--for-secs", "120"])
-        .current_dir(ROOT)
-        .env("ALLOT__API__LISTEN", "127.0.0.1:0")
-        .env("ALLOT__EMULATOR__LISTEN", "127.0.0.1:0")
-        .env("ALLOT__STORE__PATH", dir.path().join("store"))
-        .env("ALLOT__TELEMETRY__LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut api, mut emulator) = (None, None);
-    while api.is_none() || emulator.is_none() {
-        let line = lines
-            .next()
-            .expect("allot run printed its addresses")
-            .unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .map(str::to_string);
-        if line.contains("API and webhooks") {
-            api = url;
-        } else if line.contains("CRM emulator") {
-            emulator = url;
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    Running {
-        child,
-        api: api.unwrap(),
-        emulator: emulator.unwrap(),
-        _dir: dir,
-    }
-}
-
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
+mod common;
+use common::{start, wait_for};
 
 fn get(url: &str) -> Option<Value> {
     let r = reqwest::blocking::get(url).ok()?;
@@ -93,7 +28,8 @@ fn decisions(api: &str, id: &str) -> Vec<Value> {
 
 #[test]
 fn webhooks_and_cdc_in_owners_out_and_no_echo_loop() {
-    let run = start();
+    let dir = tempfile::tempdir().unwrap();
+    let run = start(dir.path(), &[]);
     let http = reqwest::blocking::Client::new();
 
     // Salesforce: the creation of a seeded lead the queue owns (US, MA), as a
@@ -123,7 +59,7 @@ fn webhooks_and_cdc_in_owners_out_and_no_echo_loop() {
         .unwrap();
     let contact = created["id"].as_str().unwrap().to_string();
 
-    let sf_owner = wait_for("the lead's new owner in the emulator", || {
+    let sf_owner = wait_for("the lead's new owner in the emulator", 30, || {
         owner_in_emulator(&run.emulator, "salesforce", "lead", lead)
             .filter(|o| o != "0055f000001AIIIAA4")
     });
@@ -136,7 +72,7 @@ fn webhooks_and_cdc_in_owners_out_and_no_echo_loop() {
         .contains(&sf_owner.as_str()),
         "NA team: {sf_owner}"
     );
-    let hs_owner = wait_for("the contact's owner in the emulator", || {
+    let hs_owner = wait_for("the contact's owner in the emulator", 30, || {
         owner_in_emulator(&run.emulator, "hubspot", "contact", &contact)
     });
     assert!(

@@ -4,38 +4,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use allot_tests::{unique, Broker};
 use serde_json::{json, Value};
 
-const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-
-struct Running {
-    child: Child,
-    api: String,
-    emulator: String,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
+mod common;
+use common::{start, wait_for, ROOT};
 
 #[test]
 fn kafka_mode_routes_emulator_events_and_dead_letters_poison() {
@@ -54,49 +29,8 @@ fn kafka_mode_routes_emulator_events_and_dead_letters_poison() {
         unique("allot")
     );
     std::fs::write(dir.path().join("test.toml"), overlay).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_allot"))
-        .args([
-            "run",
-            "--no-demo",
-            "--for-secs",
-            "150",
-            "--env",
-            "test",
-            "--config-dir",
-        ])
-        .arg(dir.path())
-        .current_dir(ROOT)
-        .env("ALLOT__API__LISTEN", "127.0.0.1:0")
-        .env("ALLOT__EMULATOR__LISTEN", "127.0.0.1:0")
-        .env("ALLOT__STORE__PATH", dir.path().join("store"))
-        .env("ALLOT__TELEMETRY__LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut api, mut emulator) = (None, None);
-    while api.is_none() || emulator.is_none() {
-        let line = lines
-            .next()
-            .expect("allot run printed its addresses")
-            .unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .map(str::to_string);
-        if line.contains("API and webhooks") {
-            api = url;
-        } else if line.contains("CRM emulator") {
-            emulator = url;
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    let run = Running {
-        child,
-        api: api.unwrap(),
-        emulator: emulator.unwrap(),
-    };
+    let config_dir = dir.path().to_str().unwrap();
+    let run = start(dir.path(), &["--env", "test", "--config-dir", config_dir]);
     let http = reqwest::blocking::Client::new();
 
     // A lead and a contact created in the CRM, in Germany.
@@ -119,26 +53,30 @@ fn kafka_mode_routes_emulator_events_and_dead_letters_poison() {
         ));
     }
     for (crm, object, id) in &ids {
-        let owner = wait_for(&format!("{crm} {object} {id} decided and written"), || {
-            let v: Value = http
-                .get(format!(
-                    "{}/_emulator/records/{crm}/{object}/{id}",
-                    run.emulator
-                ))
-                .send()
-                .ok()?
-                .json()
-                .ok()?;
-            let owner = v["owner"].as_str()?.to_string();
-            let decided: Value = http
-                .get(format!("{}/api/records/{id}/decisions", run.api))
-                .send()
-                .ok()?
-                .json()
-                .ok()?;
-            let d = decided["decisions"].as_array()?.last()?.clone();
-            (d["owner"].as_str() == Some(owner.as_str())).then_some((owner, d))
-        });
+        let owner = wait_for(
+            &format!("{crm} {object} {id} decided and written"),
+            60,
+            || {
+                let v: Value = http
+                    .get(format!(
+                        "{}/_emulator/records/{crm}/{object}/{id}",
+                        run.emulator
+                    ))
+                    .send()
+                    .ok()?
+                    .json()
+                    .ok()?;
+                let owner = v["owner"].as_str()?.to_string();
+                let decided: Value = http
+                    .get(format!("{}/api/records/{id}/decisions", run.api))
+                    .send()
+                    .ok()?
+                    .json()
+                    .ok()?;
+                let d = decided["decisions"].as_array()?.last()?.clone();
+                (d["owner"].as_str() == Some(owner.as_str())).then_some((owner, d))
+            },
+        );
         let territory = owner.1["territory"]
             .as_str()
             .unwrap_or_default()

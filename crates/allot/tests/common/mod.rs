@@ -1,0 +1,76 @@
+//! Starting `allot run` as a user would, for the end-to-end tests.
+
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+/// A running `allot run`; killed on drop.
+pub struct Running {
+    child: Child,
+    pub api: String,
+    pub emulator: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `allot run --no-demo` from the repository root with its store in
+/// `dir` and every listener on a free loopback port; `args` are added.
+pub fn start(dir: &Path, args: &[&str]) -> Running {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_allot"))
+        .args(["run", "--no-demo", "--for-secs", "150"])
+        .args(args)
+        .current_dir(ROOT)
+        .env("ALLOT__API__LISTEN", "127.0.0.1:0")
+        .env("ALLOT__EMULATOR__LISTEN", "127.0.0.1:0")
+        .env("ALLOT__STORE__PATH", dir.join("store"))
+        .env("ALLOT__TELEMETRY__LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut api, mut emulator) = (None, None);
+    while api.is_none() || emulator.is_none() {
+        let line = lines
+            .next()
+            .expect("allot run printed its addresses")
+            .unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .map(str::to_string);
+        if line.contains("API and webhooks") {
+            api = url;
+        } else if line.contains("CRM emulator") {
+            emulator = url;
+        }
+    }
+    std::thread::spawn(move || lines.for_each(drop));
+    Running {
+        child,
+        api: api.unwrap(),
+        emulator: emulator.unwrap(),
+    }
+}
+
+/// Polls `f` until it gives a value, for at most `secs`.
+pub fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
