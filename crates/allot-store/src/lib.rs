@@ -54,4 +54,4 @@ pub use outbox::{FailedWrite, OutboxEntry, OutboxKey, OutboxPut, OutboxState, Su
 pub use records::{OrderKey, Position};
 pub use rules::RuleVersion;
 pub use signal::LogChanged;
-pub use store::{Store, Table};
+pub use store::{Store, Table, DEFAULT_CACHE_BYTES};

@@ -124,12 +124,23 @@ pub(crate) struct Inner {
     pub(crate) signals: Mutex<HashMap<String, Arc<Signal>>>,
 }
 
+/// Page cache of a store opened with [`Store::open`].
+pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 impl Store {
-    /// Opens (or creates) the store in directory `path`.
+    /// Opens (or creates) the store in directory `path`, with a page cache
+    /// of [`DEFAULT_CACHE_BYTES`].
     pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Opens (or creates) the store with a page cache of about `cache_bytes`:
+    /// sled's default (1 GiB) would let memory grow with the record count.
+    pub fn open_with_cache(path: impl AsRef<Path>, cache_bytes: u64) -> Result<Store> {
         let path = path.as_ref().to_path_buf();
         let db = sled::Config::new()
             .path(&path)
+            .cache_capacity(cache_bytes)
             .open()
             .map_err(|cause| StoreError::Open {
                 path: path.clone(),

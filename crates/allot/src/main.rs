@@ -39,6 +39,8 @@ enum Command {
     State(cmd::state::StateCmd),
     /// The built-in CRM emulator on its own (Salesforce and HubSpot wire formats).
     Emulator(cmd::emulator::Args),
+    /// Load generator: CRM events through the embedded pipeline, figures printed.
+    Loadgen(cmd::loadgen::Args),
     /// Decode raw CRM change events and print them as allot sees them.
     Decode(cmd::decode::Args),
     /// Generate deterministic synthetic rules or records (for benchmarks and drills).
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Replay(a) => cmd::replay::run(a, std::env::vars().collect()),
         Command::State(c) => cmd::state::run(c),
         Command::Emulator(a) => cmd::emulator::run(a),
+        Command::Loadgen(a) => cmd::loadgen::run(a),
         Command::Run(a) => cmd::run::run(a, std::env::vars().collect()),
     };
     match result {

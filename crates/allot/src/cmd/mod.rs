@@ -4,6 +4,7 @@ pub mod decode;
 pub mod demo;
 pub mod emulator;
 pub mod gen;
+pub mod loadgen;
 pub mod realign;
 pub mod replay;
 pub mod run;
