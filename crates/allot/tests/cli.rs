@@ -292,3 +292,24 @@ fn replay_then_state_export_import_check() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn loadgen_prints_its_figures() {
+    let out = allot(&["loadgen", "--events", "300", "--territories", "100"], "");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "events      300",
+        "decisions   300",
+        "records     300",
+        "events/s",
+        "RSS MB",
+    ] {
+        assert!(text.contains(want), "{want:?} not in:\n{text}");
+    }
+}
