@@ -362,6 +362,15 @@ mod tests {
     }
 
     #[test]
+    fn the_docker_overlay_is_valid() {
+        let (cfg, _) = load(&dir(), Some("docker"), &HashMap::new()).unwrap();
+        assert!(cfg.kafka.enabled);
+        assert_eq!(cfg.kafka.bootstrap_servers, "kafka:9092");
+        assert_eq!(cfg.api.listen.port(), 7700);
+        assert_eq!(cfg.telemetry.log_format, LogFormat::Json);
+    }
+
+    #[test]
     fn a_missing_env_file_is_an_error() {
         let err = load(&dir(), Some("staging"), &HashMap::new())
             .unwrap_err()
