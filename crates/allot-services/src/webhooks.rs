@@ -32,6 +32,52 @@ pub struct WebhookState {
     pub public_url: Option<String>,
     /// Bearer token required on the Salesforce and native endpoints, if set.
     pub ingest_token: Option<String>,
+    /// In Kafka mode: payloads go to these topics instead of the embedded log.
+    pub kafka: Option<KafkaTarget>,
+}
+
+/// Where webhook payloads go in Kafka mode.
+#[derive(Clone)]
+pub struct KafkaTarget {
+    pub sink: allot_bus::KafkaSink,
+    /// Topic per format (`hubspot`, `salesforce`, `native`).
+    pub topics: std::collections::HashMap<String, String>,
+}
+
+/// The record id of one event, for the partition key (keeps a record's
+/// events in order).
+fn event_key(e: &serde_json::Value) -> String {
+    let v = e.get("payload").unwrap_or(e);
+    let id = v
+        .get("objectId")
+        .or_else(|| v.get("record_id"))
+        .or_else(|| v.pointer("/ChangeEventHeader/recordIds/0"))
+        .or_else(|| v.get("Id"));
+    match id {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
+/// Produces each event of the payload to `topic`, keyed by its record id.
+async fn produce(k: &KafkaTarget, topic: &str, text: &str) -> Result<usize, String> {
+    let events: Vec<(String, Vec<u8>)> = match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|e| (event_key(e), e.to_string().into_bytes()))
+            .collect(),
+        Ok(one) => vec![(event_key(&one), text.as_bytes().to_vec())],
+        // Undecodable: as it came; ingest dead-letters it with its reason.
+        Err(_) => vec![(String::new(), text.as_bytes().to_vec())],
+    };
+    for (key, body) in &events {
+        k.sink
+            .send(topic, key.as_bytes(), body, &[])
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(events.len())
 }
 
 pub fn router(state: WebhookState) -> Router {
@@ -162,6 +208,28 @@ async fn append(s: &WebhookState, format: &str, source: &str, body: Bytes) -> Re
         return error(StatusCode::INTERNAL_SERVER_ERROR, "cannot encode log entry");
     };
     s.metrics.consumed.with_label_values(&[source]).inc();
+    if let Some(k) = &s.kafka {
+        let Some(topic) = k.topics.get(format) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no kafka source topic takes {format} events"),
+            );
+        };
+        return match produce(k, topic, text).await {
+            Ok(n) => {
+                info!(source, topic = %topic, events = n, "webhook payload produced");
+                (
+                    StatusCode::OK,
+                    Json(json!({ "status": "accepted", "topic": topic, "events": n })),
+                )
+                    .into_response()
+            }
+            Err(e) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("kafka produce failed: {e}"),
+            ),
+        };
+    }
     let store = s.store.clone();
     let appended = tokio::task::spawn_blocking(move || store.log(RAW_LOG).append(&bytes)).await;
     match appended {

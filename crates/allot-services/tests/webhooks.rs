@@ -23,6 +23,7 @@ fn state(store: Arc<Store>) -> WebhookState {
         hubspot_secret: Some(SECRET.into()),
         public_url: Some("https://allot.example.com".into()),
         ingest_token: Some("tok".into()),
+        kafka: None,
     }
 }
 

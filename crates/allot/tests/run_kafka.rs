@@ -84,6 +84,50 @@ fn kafka_mode_routes_emulator_events_and_dead_letters_poison() {
         assert!(territory.ends_with("-emea"), "{crm} {id}: {territory}");
     }
 
+    // A HubSpot webhook posted to allot (signed like HubSpot does) goes through
+    // Kafka too: a contact the CRM already has, now in France.
+    let existing = "65059681000";
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let body = json!([{"eventId": 77001, "subscriptionId": 1, "portalId": 62515, "appId": 42, "occurredAt": now,
+        "subscriptionType": "contact.propertyChange", "attemptNumber": 0, "objectId": existing.parse::<u64>().unwrap(),
+        "propertyName": "country", "propertyValue": "France", "changeSource": "CRM_UI"}])
+    .to_string();
+    let uri = format!("{}/webhooks/hubspot", run.api);
+    let signature = allot_crm::hubspot_signature_v3(
+        "allot-emulator-hubspot-secret",
+        "POST",
+        &uri,
+        body.as_bytes(),
+        now,
+    );
+    let r = http
+        .post(&uri)
+        .header("content-type", "application/json")
+        .header("x-hubspot-signature-v3", signature)
+        .header("x-hubspot-request-timestamp", now.to_string())
+        .body(body)
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text());
+    let decided = wait_for("the webhook's contact decided", 60, || {
+        let v: Value = http
+            .get(format!("{}/api/records/{existing}/decisions", run.api))
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        v["decisions"].as_array()?.last().cloned()
+    });
+    assert!(
+        decided["territory"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("hs-")),
+        "{decided}"
+    );
+
     // A poison message on the Salesforce topic lands in the DLQ with its reason.
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

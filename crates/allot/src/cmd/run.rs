@@ -24,7 +24,7 @@ use allot_services::kafka::KafkaIngest;
 use allot_services::metrics::Metrics;
 use allot_services::pipeline::{EchoConfig, FieldMaps, Pipeline};
 use allot_services::raw::{RawEntry, RAW_LOG};
-use allot_services::webhooks::{self, WebhookState};
+use allot_services::webhooks::{self, KafkaTarget, WebhookState};
 use allot_store::Store;
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -321,6 +321,16 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
         hubspot_secret,
         public_url: Some(cfg.api.public_url.clone()).filter(|s| !s.is_empty()),
         ingest_token: secrets.ingest_token.clone(),
+        kafka: match kafka_mode {
+            true => Some(KafkaTarget {
+                sink: KafkaSink::new(&cfg.kafka.bus()).map_err(|e| anyhow::anyhow!("{e}"))?,
+                topics: ["hubspot", "salesforce", "native"]
+                    .iter()
+                    .filter_map(|f| Some((f.to_string(), cfg.kafka.topic_for(f)?.to_string())))
+                    .collect(),
+            }),
+            false => None,
+        },
     };
     if hooks.hubspot_secret.is_none() {
         warn!("no HubSpot client secret: webhook signatures are NOT checked");
@@ -329,11 +339,7 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
         store: store.clone(),
         metrics: metrics.clone(),
     })
-    .merge(if kafka_mode {
-        axum::Router::new()
-    } else {
-        webhooks::router(hooks)
-    });
+    .merge(webhooks::router(hooks));
     tasks.push(tokio::spawn({
         let stop = stopped(&stop_rx);
         async move {
@@ -365,9 +371,13 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
             topics.join(", "),
             cfg.kafka.dlq_topic
         );
-    } else {
-        println!("  HubSpot webhooks  http://{api_addr}/webhooks/hubspot    Salesforce CDC  http://{api_addr}/webhooks/salesforce");
     }
+    let into = if kafka_mode {
+        "  (produced to the Kafka source topics)"
+    } else {
+        ""
+    };
+    println!("  HubSpot webhooks  http://{api_addr}/webhooks/hubspot    Salesforce CDC  http://{api_addr}/webhooks/salesforce{into}");
     if let Some(url) = &emulator_url {
         println!("  CRM emulator      {url}   (/_emulator/owners, /_emulator/stats)");
     }
