@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod check_owners;
 pub mod decode;
 pub mod demo;
 pub mod emulator;

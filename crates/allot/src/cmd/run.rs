@@ -207,6 +207,14 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
         (real_clients(&cfg, &secrets)?, None)
     };
 
+    {
+        // Report reps the CRMs do not know (or have deactivated) before routing.
+        let (rules, clients) = (rules.clone(), clients.clone());
+        tasks.push(tokio::spawn(async move {
+            crate::cmd::check_owners::check(&rules, &clients).await
+        }));
+    }
+
     let echo = EchoConfig {
         filter: EchoFilter {
             salesforce_client_id: Some(cfg.ingest.salesforce_client_id.clone()),
