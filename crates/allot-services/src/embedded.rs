@@ -60,6 +60,22 @@ impl EmbeddedIngest {
         Ok(())
     }
 
+    /// Processes chunks until the log is drained; the totals.
+    pub async fn drain(&mut self) -> Result<ChunkReport, ServiceError> {
+        let mut total = ChunkReport::default();
+        loop {
+            let r = self.step().await?;
+            if r.entries == 0 {
+                return Ok(total);
+            }
+            total.entries += r.entries;
+            total.events += r.events;
+            total.decisions += r.decisions;
+            total.changes += r.changes;
+            total.dead += r.dead;
+        }
+    }
+
     /// Processes one chunk (possibly empty) and commits it.
     pub async fn step(&mut self) -> Result<ChunkReport, ServiceError> {
         let log = self.store.log(RAW_LOG);

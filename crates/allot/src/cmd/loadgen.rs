@@ -118,16 +118,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
         eprintln!("loadgen: {} events in the log; draining …", a.events);
         started = Instant::now();
-        decisions = 0;
-        rt.block_on(async {
-            loop {
-                let r = ingest.step().await?;
-                if r.entries == 0 {
-                    return Ok::<_, anyhow::Error>(());
-                }
-                decisions += r.decisions;
-            }
-        })?;
+        decisions = rt.block_on(ingest.drain())?.decisions;
     } else {
         // Producer and pipeline interleaved on one thread, paced by the clock:
         // each tick appends what the rate owes, then the pipeline catches up.

@@ -8,12 +8,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use allot_events::{decode_lines, EchoFilter, Format};
+use allot_events::{decode_lines, Format};
 use allot_rules::RuleSet;
 use allot_services::embedded::EmbeddedIngest;
 use allot_services::hydrate::Hydrator;
 use allot_services::metrics::Metrics;
-use allot_services::pipeline::{EchoConfig, FieldMaps, Pipeline};
+use allot_services::pipeline::{FieldMaps, Pipeline};
 use allot_services::raw::{RawEntry, RAW_LOG};
 use allot_store::Store;
 use anyhow::Context;
@@ -73,14 +73,7 @@ pub fn run(a: Args, vars: HashMap<String, String>) -> anyhow::Result<ExitCode> {
         .collect::<Result<_, _>>()?;
     log.append_batch(&payloads)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let echo = EchoConfig {
-        filter: EchoFilter {
-            salesforce_client_id: Some(cfg.ingest.salesforce_client_id.clone()),
-            hubspot_source_ids: cfg.ingest.hubspot_source_ids.clone(),
-            hubspot_app_id: Some(cfg.ingest.hubspot_app_id.clone()).filter(|s| !s.is_empty()),
-        },
-        ledger_window_ms: i64::try_from(cfg.ingest.echo_window_secs).unwrap_or(900) * 1000,
-    };
+    let echo = cfg.echo();
     let pipeline = Pipeline::new(
         store.clone(),
         rules,
@@ -98,19 +91,9 @@ pub fn run(a: Args, vars: HashMap<String, String>) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (mut events, mut decisions, mut changes, mut dead) = (0, 0, 0, 0);
-    rt.block_on(async {
-        loop {
-            let r = ingest.step().await?;
-            if r.entries == 0 {
-                return Ok::<_, anyhow::Error>(());
-            }
-            events += r.events;
-            decisions += r.decisions;
-            changes += r.changes;
-            dead += r.dead;
-        }
-    })?;
+    let total = rt.block_on(ingest.drain())?;
+    let (events, decisions, changes, dead) =
+        (total.events, total.decisions, total.changes, total.dead);
     store.flush().map_err(|e| anyhow::anyhow!("{e}"))?;
     eprintln!(
         "allot: replayed {} entr{} from {}: {events} event(s), {decisions} decision(s), {changes} owner change(s) queued, {dead} dead-lettered",

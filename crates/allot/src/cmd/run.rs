@@ -15,14 +15,13 @@ use allot_crm::{
     SalesforceConfig,
 };
 use allot_emulator::{Emulator, EmulatorOptions, EventSink, Seed};
-use allot_events::EchoFilter;
 use allot_rules::RuleSet;
 use allot_services::api::{self, ApiState};
 use allot_services::embedded::EmbeddedIngest;
 use allot_services::hydrate::Hydrator;
 use allot_services::kafka::KafkaIngest;
 use allot_services::metrics::Metrics;
-use allot_services::pipeline::{EchoConfig, FieldMaps, Pipeline};
+use allot_services::pipeline::{FieldMaps, Pipeline};
 use allot_services::raw::{RawEntry, RAW_LOG};
 use allot_services::webhooks::{self, KafkaTarget, WebhookState};
 use allot_store::Store;
@@ -215,14 +214,7 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
         }));
     }
 
-    let echo = EchoConfig {
-        filter: EchoFilter {
-            salesforce_client_id: Some(cfg.ingest.salesforce_client_id.clone()),
-            hubspot_source_ids: cfg.ingest.hubspot_source_ids.clone(),
-            hubspot_app_id: Some(cfg.ingest.hubspot_app_id.clone()).filter(|s| !s.is_empty()),
-        },
-        ledger_window_ms: i64::try_from(cfg.ingest.echo_window_secs).unwrap_or(900) * 1000,
-    };
+    let echo = cfg.echo();
     let hydrator = if cfg.ingest.hydrate {
         Hydrator::Crm(clients.clone())
     } else {
