@@ -23,6 +23,8 @@ pub struct EmbeddedIngest {
     pub outbox_ready: Arc<Notify>,
     /// Most log entries per batch.
     pub max_chunk: usize,
+    /// SLA re-routing, when enabled; checked every `scan_interval_secs`.
+    pub sla: Option<crate::sla::SlaConfig>,
 }
 
 /// Counts of one committed chunk, for callers that report progress.
@@ -44,7 +46,19 @@ impl EmbeddedIngest {
             from = log.committed(INGEST_GROUP)?,
             "embedded ingest started"
         );
+        let mut sla_from = crate::now_ms() - 24 * 3_600_000;
+        let mut next_sla = tokio::time::Instant::now();
         loop {
+            if let Some(cfg) = self.sla.clone().filter(|c| c.enabled) {
+                if tokio::time::Instant::now() >= next_sla {
+                    let now = crate::now_ms();
+                    self.sla_step(sla_from, now).await?;
+                    // Assignments older than the window end are final: scan from there next time.
+                    sla_from = now - i64::try_from(cfg.untouched_minutes).unwrap_or(60) * 60_000;
+                    next_sla = tokio::time::Instant::now()
+                        + Duration::from_secs(cfg.scan_interval_secs.max(1));
+                }
+            }
             let generation = log.generation();
             let report = self.step().await?;
             if report.entries > 0 {
@@ -58,6 +72,25 @@ impl EmbeddedIngest {
         }
         info!("embedded ingest stopped");
         Ok(())
+    }
+
+    /// One SLA pass over assignments made since `from` (up to `now` minus
+    /// the SLA), committed; returns the number of re-routes.
+    pub async fn sla_step(
+        &mut self,
+        from: allot_core::Millis,
+        now: allot_core::Millis,
+    ) -> Result<usize, ServiceError> {
+        let Some(cfg) = self.sla.clone() else {
+            return Ok(0);
+        };
+        let staged = self.pipeline.sla_stage(&cfg, from, now)?;
+        let n = staged.decisions.len();
+        if n > 0 {
+            crate::pipeline::commit(&self.store, staged.batch, "sla").await?;
+            self.outbox_ready.notify_one();
+        }
+        Ok(n)
     }
 
     /// Processes chunks until the log is drained; the totals.

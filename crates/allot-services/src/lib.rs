@@ -14,6 +14,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
 pub mod raw;
+pub mod sla;
 pub mod webhooks;
 pub mod writer;
 

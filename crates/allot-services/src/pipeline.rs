@@ -139,6 +139,15 @@ impl Pipeline {
         self.rules = rules;
     }
 
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Applies state changes made outside [`Pipeline::stage`] (SLA re-routes).
+    pub fn apply_ops(&mut self, ops: &[allot_core::StateOp]) {
+        self.state.apply(ops);
+    }
+
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }

@@ -58,6 +58,12 @@ fn rig(store: Arc<Store>) -> Rig {
         pipeline,
         outbox_ready: Arc::new(Notify::new()),
         max_chunk: 64,
+        sla: Some(allot_services::sla::SlaConfig {
+            enabled: true,
+            untouched_minutes: 60,
+            max_reroutes: 2,
+            ..Default::default()
+        }),
     };
     Rig { ingest, metrics }
 }
@@ -255,4 +261,79 @@ async fn a_restarted_loop_resumes_and_dedupes() {
         Some("005-ana")
     );
     let _ = Format::Auto;
+}
+
+#[tokio::test]
+async fn untouched_leads_are_rerouted_at_most_twice_with_the_reason_audited() {
+    let store = Arc::new(Store::temporary().unwrap());
+    let mut r = rig(store.clone());
+    let id = "00Q000000000009AAA";
+    let touched = "00Q000000000010AAA";
+    append(
+        &store,
+        "salesforce",
+        &sf_lead(
+            40,
+            id,
+            "CREATE",
+            r#","Address":{"Country":"CA"},"Status":"Open - Not Contacted""#,
+            "x",
+        ),
+    );
+    append(
+        &store,
+        "salesforce",
+        &sf_lead(
+            41,
+            touched,
+            "CREATE",
+            r#","Address":{"Country":"CA"},"Status":"Working - Contacted""#,
+            "x",
+        ),
+    );
+    assert_eq!(drain(&mut r).await.0, 2);
+    let first = store.audit_for(id, 0, i64::MAX).unwrap()[0].clone();
+    let t0 = first.decided_at;
+    let hour = 3_600_000;
+    // Not yet due.
+    assert_eq!(
+        r.ingest.sla_step(t0 - 1, t0 + 30 * 60_000).await.unwrap(),
+        0
+    );
+    // Due: re-routed to another rep of the team, the reason first in the explanation.
+    assert_eq!(r.ingest.sla_step(t0 - 1, t0 + hour + 1).await.unwrap(), 1);
+    let h = store.audit_for(id, 0, i64::MAX).unwrap();
+    assert_eq!(h.len(), 2);
+    assert_ne!(h[1].owner, first.owner);
+    assert_eq!(h[1].previous_owner, first.owner);
+    assert!(
+        h[1].explanation[0].starts_with("sla: untouched 60 min after assignment"),
+        "{:?}",
+        h[1].explanation
+    );
+    assert!(h[1].explanation[0].ends_with("(1 of 2)"));
+    // Once more an hour later, then never again.
+    assert_eq!(
+        r.ingest
+            .sla_step(t0 + hour, t0 + 2 * hour + 2)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        r.ingest
+            .sla_step(t0 + 2 * hour, t0 + 3 * hour + 3)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.audit_for(id, 0, i64::MAX).unwrap().len(), 3);
+    // The worked lead was never touched by the SLA.
+    assert_eq!(store.audit_for(touched, 0, i64::MAX).unwrap().len(), 1);
+    let pending = store.outbox_pending(10).unwrap();
+    let mine = pending.iter().find(|p| p.change.record_id == id).unwrap();
+    assert_eq!(
+        Some(mine.change.owner.clone()),
+        store.audit_for(id, 0, i64::MAX).unwrap()[2].owner
+    );
 }

@@ -85,6 +85,34 @@ impl Store {
         Ok(out)
     }
 
+    /// Decisions with `from_ms <= decided_at < to_ms` over all records,
+    /// oldest first, at most `limit`.
+    pub fn audit_between(
+        &self,
+        from_ms: Millis,
+        to_ms: Millis,
+        limit: usize,
+    ) -> Result<Vec<Decision>> {
+        if from_ms >= to_ms {
+            return Ok(Vec::new());
+        }
+        let inner = &self.inner;
+        let lo = time_key(from_ms, 0).into_bytes();
+        let hi = time_key(to_ms, 0).into_bytes();
+        let mut out = Vec::new();
+        for entry in inner.range::<String, _>(Table::AuditByTime, lo..hi) {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, record_id) = entry?;
+            let (at, seq) = read_time_key(self, &k)?;
+            if let Some(d) = inner.get::<Decision>(Table::Audit, &audit_key(&record_id, at, seq))? {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
     /// Drops decisions made before `before_ms`; returns how many.
     pub fn prune_audit(&self, before_ms: Millis) -> Result<u64> {
         let mut removed = 0;

@@ -25,6 +25,9 @@ pub struct AppConfig {
     pub writer: allot_services::writer::WriterConfig,
     #[serde(default)]
     pub kafka: KafkaCfg,
+    /// Re-routing of leads nobody touched after their assignment.
+    #[serde(default)]
+    pub sla: allot_services::sla::SlaConfig,
 }
 
 /// Raw CRM events from Kafka instead of the embedded log.

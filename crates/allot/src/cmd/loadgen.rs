@@ -91,6 +91,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         pipeline,
         outbox_ready: Arc::new(Notify::new()),
         max_chunk: a.chunk,
+        sla: None,
     };
     let log = store.log(RAW_LOG);
     let entry = |i: u64| {

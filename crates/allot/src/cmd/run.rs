@@ -270,6 +270,7 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
             pipeline,
             outbox_ready: outbox_ready.clone(),
             max_chunk: cfg.ingest.max_chunk,
+            sla: Some(cfg.sla.clone()).filter(|s| s.enabled),
         };
         tasks.push(tokio::spawn({
             let stop = stopped(&stop_rx);
