@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use allot_bus::{KafkaConfig, KafkaSink, KafkaSource};
-use allot_events::{EchoFilter, Format};
+use allot_events::Format;
 use allot_rules::RuleSet;
 use allot_services::hydrate::Hydrator;
 use allot_services::kafka::KafkaIngest;
@@ -58,14 +58,7 @@ fn ingest(
     metrics: Metrics,
 ) -> KafkaIngest {
     let rules = Arc::new(RuleSet::from_toml(RULES, "rules").unwrap());
-    let echo = EchoConfig {
-        filter: EchoFilter {
-            salesforce_client_id: Some("allot".into()),
-            hubspot_source_ids: vec![],
-            hubspot_app_id: None,
-        },
-        ..EchoConfig::default()
-    };
+    let echo = EchoConfig::new("allot", None);
     let pipeline = Pipeline::new(
         store.clone(),
         rules,

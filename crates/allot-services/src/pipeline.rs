@@ -81,6 +81,21 @@ impl Default for EchoConfig {
     }
 }
 
+impl EchoConfig {
+    /// allot's writes carry `Sforce-Call-Options: client=<salesforce_client_id>`
+    /// and come from HubSpot app `hubspot_app_id`; ledger window 15 minutes.
+    pub fn new(salesforce_client_id: &str, hubspot_app_id: Option<&str>) -> EchoConfig {
+        EchoConfig {
+            filter: EchoFilter {
+                salesforce_client_id: Some(salesforce_client_id.to_string()),
+                hubspot_source_ids: Vec::new(),
+                hubspot_app_id: hubspot_app_id.map(str::to_string),
+            },
+            ..EchoConfig::default()
+        }
+    }
+}
+
 /// What one chunk produced, not yet committed.
 #[derive(Default)]
 pub struct Staged {

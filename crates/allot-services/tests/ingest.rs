@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use allot_events::{EchoFilter, Format};
+use allot_events::Format;
 use allot_rules::RuleSet;
 use allot_services::embedded::EmbeddedIngest;
 use allot_services::hydrate::Hydrator;
@@ -35,14 +35,7 @@ struct Rig {
 
 fn rig(store: Arc<Store>) -> Rig {
     let rules = Arc::new(RuleSet::from_toml(RULES, "rules").unwrap());
-    let echo = EchoConfig {
-        filter: EchoFilter {
-            salesforce_client_id: Some("allot".into()),
-            hubspot_source_ids: vec![],
-            hubspot_app_id: Some("1160452".into()),
-        },
-        ..EchoConfig::default()
-    };
+    let echo = EchoConfig::new("allot", Some("1160452"));
     let metrics = Metrics::new();
     let pipeline = Pipeline::new(
         store.clone(),

@@ -269,14 +269,12 @@ pub fn load(
 impl AppConfig {
     /// How the pipeline tells allot's own writes coming back.
     pub fn echo(&self) -> allot_services::pipeline::EchoConfig {
-        allot_services::pipeline::EchoConfig {
-            filter: allot_events::EchoFilter {
-                salesforce_client_id: Some(self.ingest.salesforce_client_id.clone()),
-                hubspot_source_ids: self.ingest.hubspot_source_ids.clone(),
-                hubspot_app_id: Some(self.ingest.hubspot_app_id.clone()).filter(|s| !s.is_empty()),
-            },
-            ledger_window_ms: i64::try_from(self.ingest.echo_window_secs).unwrap_or(900) * 1000,
-        }
+        let app = Some(self.ingest.hubspot_app_id.as_str()).filter(|s| !s.is_empty());
+        let mut echo =
+            allot_services::pipeline::EchoConfig::new(&self.ingest.salesforce_client_id, app);
+        echo.filter.hubspot_source_ids = self.ingest.hubspot_source_ids.clone();
+        echo.ledger_window_ms = i64::try_from(self.ingest.echo_window_secs).unwrap_or(900) * 1000;
+        echo
     }
 
     /// Every problem, as `key: what is wrong`.

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use allot_core::{ObjectKind, Value};
-use allot_events::EchoFilter;
 use allot_rules::{gen, RuleSet};
 use allot_services::embedded::EmbeddedIngest;
 use allot_services::hydrate::Hydrator;
@@ -70,14 +69,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
-    let echo = EchoConfig {
-        filter: EchoFilter {
-            salesforce_client_id: Some("allot".into()),
-            hubspot_source_ids: vec![],
-            hubspot_app_id: None,
-        },
-        ..EchoConfig::default()
-    };
+    let echo = EchoConfig::new("allot", None);
     let pipeline = Pipeline::new(
         store.clone(),
         rules,
