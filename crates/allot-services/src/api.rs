@@ -30,7 +30,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/records/{id}/decisions", get(explain))
         .route("/api/decisions/recent", get(recent))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::admin::router(state.clone()))
+        .merge(crate::dashboard::router(state))
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

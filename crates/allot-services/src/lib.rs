@@ -6,7 +6,9 @@
 //! before acknowledging upstream. The embedded loop ([`embedded`]) feeds it
 //! from the store's durable log; the Kafka source feeds it from topics.
 
+pub mod admin;
 pub mod api;
+pub mod dashboard;
 pub mod embedded;
 pub mod error;
 pub mod hydrate;
