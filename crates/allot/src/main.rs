@@ -32,6 +32,8 @@ enum Command {
     Realign(cmd::realign::Args),
     /// Run every stage in one process over the embedded log (with the CRM emulator by default).
     Run(cmd::run::Args),
+    /// Run one stage as its own process over Kafka (microservice mode).
+    Serve(cmd::serve::Args),
     /// Feed a file of raw CRM events through ingest and assign (embedded store).
     Replay(cmd::replay::Args),
     /// Check, export or import the durable state.
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Command::Emulator(a) => cmd::emulator::run(a),
         Command::Loadgen(a) => cmd::loadgen::run(a),
         Command::Run(a) => cmd::run::run(a, std::env::vars().collect()),
+        Command::Serve(a) => cmd::serve::run(a, std::env::vars().collect()),
     };
     match result {
         Ok(code) => code,

@@ -10,6 +10,7 @@ pub mod realign;
 pub mod replay;
 pub mod run;
 pub mod run_writer;
+pub mod serve;
 pub mod simulate;
 pub mod state;
 pub mod validate;
