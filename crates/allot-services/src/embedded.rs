@@ -151,6 +151,7 @@ impl EmbeddedIngest {
             changes,
             mut dead,
             events,
+            ..
         } = self.pipeline.stage(&payloads, now).await?;
         dead.extend(bad);
         for d in &dead {

@@ -123,6 +123,7 @@ impl KafkaIngest {
             changes,
             dead,
             events,
+            ..
         } = self.pipeline.stage(&payloads, now).await?;
         for d in empty {
             self.sink

@@ -104,6 +104,8 @@ pub struct Staged {
     pub changes: Vec<OwnerChange>,
     pub dead: Vec<DeadLetter>,
     pub events: usize,
+    /// For each decision, the index of its owner change in `changes`.
+    pub change_of: Vec<Option<usize>>,
 }
 
 pub struct Pipeline {
@@ -116,9 +118,18 @@ pub struct Pipeline {
     echo: EchoConfig,
     hydrator: Hydrator,
     metrics: Metrics,
+    local_outbox: bool,
 }
 
 type Cached = (Option<Record>, Option<OrderKey>);
+
+/// What one chunk remembers while it is staged: records touched so far
+/// (not yet in the store) and event ids seen.
+#[derive(Default)]
+struct Chunk {
+    cache: HashMap<(ObjectKind, String), Cached>,
+    seen: HashSet<String>,
+}
 
 impl Pipeline {
     /// Loads the engine state from the store.
@@ -141,6 +152,7 @@ impl Pipeline {
             echo,
             hydrator,
             metrics,
+            local_outbox: true,
         })
     }
 
@@ -181,8 +193,7 @@ impl Pipeline {
             batch: self.store.batch(),
             ..Staged::default()
         };
-        let mut cache: HashMap<(ObjectKind, String), Cached> = HashMap::new();
-        let mut seen: HashSet<String> = HashSet::new();
+        let mut chunk = Chunk::default();
         for p in payloads {
             let decoded = decode(&p.body, p.format);
             for e in decoded.errors {
@@ -190,29 +201,71 @@ impl Pipeline {
                 self.dead(&mut out, e.kind(), e.to_string(), p, now);
             }
             for event in decoded.events {
-                self.metrics
-                    .decoded
-                    .with_label_values(&[event.source.as_str()])
-                    .inc();
-                out.events += 1;
-                if !seen.insert(event.event_id.clone()) || self.store.seen(&event.event_id)? {
-                    self.metrics.deduped.inc();
-                    debug!(event_id = %event.event_id, "duplicate event dropped");
-                    continue;
-                }
-                out.batch.mark_seen(&event.event_id, now);
-                if event.change == ChangeKind::Overflow {
-                    let reason = format!(
-                        "GAP_OVERFLOW: too many {} changes to describe; resync every {} record",
-                        event.object, event.object
-                    );
-                    self.dead(&mut out, "overflow", reason, p, now);
-                    continue;
-                }
-                self.event(&mut out, &mut cache, event, now).await?;
+                self.accept(&mut out, &mut chunk, event, p, now).await?;
             }
         }
         Ok(out)
+    }
+
+    /// Like [`Pipeline::stage`] for events decoded elsewhere (the assign
+    /// stage of microservice mode reads them from `allot.events`); each comes
+    /// with the payload it travelled in, for dead letters.
+    pub async fn stage_events(
+        &mut self,
+        events: Vec<(ChangeEvent, Payload)>,
+        now: Millis,
+    ) -> Result<Staged, ServiceError> {
+        let mut out = Staged {
+            batch: self.store.batch(),
+            ..Staged::default()
+        };
+        let mut chunk = Chunk::default();
+        for (event, p) in events {
+            self.accept(&mut out, &mut chunk, event, &p, now).await?;
+        }
+        Ok(out)
+    }
+
+    /// Whether decisions put their owner changes in this store's outbox (and
+    /// write ledger). The assign stage of microservice mode sends them on the
+    /// decisions topic instead; the ledger stays, for echo detection.
+    pub fn set_local_outbox(&mut self, on: bool) {
+        self.local_outbox = on;
+    }
+
+    pub fn local_outbox(&self) -> bool {
+        self.local_outbox
+    }
+
+    /// Dedupes one decoded event and stages its effects.
+    async fn accept(
+        &mut self,
+        out: &mut Staged,
+        chunk: &mut Chunk,
+        event: ChangeEvent,
+        p: &Payload,
+        now: Millis,
+    ) -> Result<(), ServiceError> {
+        self.metrics
+            .decoded
+            .with_label_values(&[event.source.as_str()])
+            .inc();
+        out.events += 1;
+        if !chunk.seen.insert(event.event_id.clone()) || self.store.seen(&event.event_id)? {
+            self.metrics.deduped.inc();
+            debug!(event_id = %event.event_id, "duplicate event dropped");
+            return Ok(());
+        }
+        out.batch.mark_seen(&event.event_id, now);
+        if event.change == ChangeKind::Overflow {
+            let reason = format!(
+                "GAP_OVERFLOW: too many {} changes to describe; resync every {} record",
+                event.object, event.object
+            );
+            self.dead(out, "overflow", reason, p, now);
+            return Ok(());
+        }
+        self.event(out, &mut chunk.cache, event, now).await
     }
 
     fn dead(&self, out: &mut Staged, kind: &str, reason: String, p: &Payload, now: Millis) {
@@ -377,6 +430,7 @@ impl Pipeline {
     }
 
     fn decide(&mut self, out: &mut Staged, record: &mut Record, event: &ChangeEvent, now: Millis) {
+        let changes_before = out.changes.len();
         let outcome = allot_rules::decide(&self.rules, &self.state, record, now);
         self.state.apply(&outcome.ops);
         out.batch.apply_state_ops(&outcome.ops);
@@ -398,7 +452,9 @@ impl Pipeline {
                 crm: Some(event.source),
                 ..change
             };
-            out.batch.outbox_put(&change);
+            if self.local_outbox {
+                out.batch.outbox_put(&change);
+            }
             out.batch
                 .record_write(record.object, &record.id, &change.owner, now);
             // The record is theirs from now on; the CRM's echo will agree.
@@ -406,6 +462,9 @@ impl Pipeline {
             record.owner_since = Some(now);
             out.changes.push(change);
         }
+        out.change_of.push(
+            (out.changes.len() > changes_before).then(|| out.changes.len() - 1),
+        );
         debug!(event_id = %event.event_id, record_id = %record.id, owner = ?d.owner, strategy = d.strategy.as_str(), "decided");
         out.decisions.push(d);
     }

@@ -141,7 +141,9 @@ impl Pipeline {
             });
         if let Some(change) = d.owner_change(&format!("sla:{}:{}", record.id, now)) {
             let change = OwnerChange { crm, ..change };
-            out.batch.outbox_put(&change);
+            if self.local_outbox() {
+                out.batch.outbox_put(&change);
+            }
             out.batch
                 .record_write(record.object, &record.id, &change.owner, now);
             record.owner = Some(change.owner.clone());
@@ -150,6 +152,8 @@ impl Pipeline {
         }
         info!(record_id = %record.id, from = ?old, to = ?d.owner, "sla re-route");
         out.batch.put_record(&record, applied);
+        out.change_of
+            .push(d.changed.then(|| out.changes.len().saturating_sub(1)));
         out.decisions.push(d);
         Ok(())
     }
