@@ -48,6 +48,9 @@ enum Command {
     /// Generate deterministic synthetic rules or records (for benchmarks and drills).
     #[command(subcommand)]
     Gen(cmd::gen::Gen),
+    /// Check the layered configuration and print what is in force.
+    #[command(subcommand)]
+    Config(cmd::config_check::ConfigCmd),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Loadgen(a) => cmd::loadgen::run(a),
         Command::Run(a) => cmd::run::run(a, std::env::vars().collect()),
         Command::Serve(a) => cmd::serve::run(a, std::env::vars().collect()),
+        Command::Config(c) => cmd::config_check::run(c, std::env::vars().collect()),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod check_owners;
+pub mod config_check;
 pub mod decode;
 pub mod demo;
 pub mod emulator;
