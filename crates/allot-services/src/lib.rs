@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod raw;
 pub mod sla;
+pub mod stages;
 pub mod webhooks;
 pub mod writer;
 
