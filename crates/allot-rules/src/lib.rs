@@ -15,6 +15,7 @@ pub mod index;
 mod model;
 pub mod normalize;
 mod overlap;
+pub mod overrides;
 pub mod realign;
 mod reps;
 

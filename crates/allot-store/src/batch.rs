@@ -16,7 +16,7 @@ use crate::outbox::{OutboxKey, OutboxPut};
 use crate::records::{OrderKey, Position};
 use crate::store::Store;
 use crate::tx::{Tx, TxResult};
-use crate::{audit, dedupe, log, outbox, records, rules, state};
+use crate::{admin, audit, dedupe, log, outbox, records, rules, state};
 
 /// Operations to commit together. Build with [`Store::batch`], apply with
 /// [`Store::commit`]. Building never fails; problems surface from `commit`.
@@ -78,6 +78,11 @@ pub(crate) enum Op {
         log: String,
         group: String,
         next: u64,
+    },
+    AdminPut {
+        kind: String,
+        name: String,
+        value: serde_json::Value,
     },
 }
 
@@ -237,6 +242,16 @@ impl Batch {
         })
     }
 
+    /// Stores an operator document (`kind` is `override`, `dry_run` or
+    /// `job`; see [`Store::admin_put`]); `Value::Null` removes it.
+    pub fn admin_put(&mut self, kind: &str, name: &str, value: serde_json::Value) -> &mut Self {
+        self.push(Op::AdminPut {
+            kind: kind.to_string(),
+            name: name.to_string(),
+            value,
+        })
+    }
+
     fn push(&mut self, op: Op) -> &mut Self {
         self.ops.push(op);
         self
@@ -332,5 +347,6 @@ fn apply(tx: &Tx<'_>, op: &Op, receipt: &mut Receipt) -> TxResult<()> {
             Ok(())
         }
         Op::LogCommit { log, group, next } => log::tx_commit_group(tx, log, group, *next),
+        Op::AdminPut { kind, name, value } => admin::tx_put(tx, kind, name, value),
     }
 }

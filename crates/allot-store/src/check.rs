@@ -178,6 +178,7 @@ fn check_entry(store: &Store, table: Table, k: &[u8], v: &[u8]) -> Result<()> {
             .map(drop)
             .map_err(|e| inner.decode_err(table, k, e)),
         Table::LogMeta | Table::Meta => inner.decode::<u64>(table, k, v).map(drop),
+        Table::Admin => inner.decode::<serde_json::Value>(table, k, v).map(drop),
     }
 }
 

@@ -30,6 +30,7 @@
 
 #![warn(missing_docs)]
 
+mod admin;
 mod audit;
 mod batch;
 mod check;
@@ -46,6 +47,7 @@ mod state;
 mod store;
 mod tx;
 
+pub use admin::{AdminAuditEntry, DRY_RUN, JOB, OVERRIDE};
 pub use batch::{Batch, Receipt};
 pub use check::{CheckReport, CorruptEntry, TableCount};
 pub use error::{Result, StoreError};

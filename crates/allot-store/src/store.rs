@@ -50,11 +50,16 @@ pub enum Table {
     LogMeta,
     /// `("count", table)` → entry count kept in the same transactions as the table.
     Meta,
+    /// Operator state: `("override", rep)` → rep override, `("audit", at ms,
+    /// seq)` → admin audit entry, `("dry_run", version id)` → dry-run result,
+    /// `("job", name)` → background job progress. Values are the caller's
+    /// JSON documents (see `admin.rs`).
+    Admin,
 }
 
 impl Table {
     /// Every table, in tree order (the index into the store's tree list).
-    pub const ALL: [Table; 15] = [
+    pub const ALL: [Table; 16] = [
         Table::Records,
         Table::Seen,
         Table::SeenByTime,
@@ -70,6 +75,7 @@ impl Table {
         Table::Log,
         Table::LogMeta,
         Table::Meta,
+        Table::Admin,
     ];
 
     /// The sled tree name, also used in errors and reports.
@@ -90,6 +96,7 @@ impl Table {
             Table::Log => "log",
             Table::LogMeta => "log_meta",
             Table::Meta => "meta",
+            Table::Admin => "admin",
         }
     }
 
