@@ -47,6 +47,8 @@ pub struct KafkaCfg {
     pub sources: Vec<allot_services::kafka::SourceTopic>,
     /// Other librdkafka properties (security, fetch sizes).
     pub properties: std::collections::BTreeMap<String, String>,
+    /// Topics and groups of microservice mode (`allot serve STAGE`).
+    pub stages: allot_services::stages::StageConfig,
 }
 
 impl Default for KafkaCfg {
@@ -62,18 +64,24 @@ impl Default for KafkaCfg {
             partitions: 3,
             sources: Vec::new(),
             properties: Default::default(),
+            stages: Default::default(),
         }
     }
 }
 
 impl KafkaCfg {
     pub fn bus(&self) -> allot_bus::KafkaConfig {
+        self.bus_for(&self.group_id)
+    }
+
+    /// Client settings for a consumer in `group`.
+    pub fn bus_for(&self, group: &str) -> allot_bus::KafkaConfig {
         allot_bus::KafkaConfig {
             session_timeout_ms: self.session_timeout_ms,
             heartbeat_interval_ms: self.heartbeat_interval_ms,
             max_in_flight_per_partition: self.max_in_flight_per_partition,
             properties: self.properties.clone(),
-            ..allot_bus::KafkaConfig::new(&self.bootstrap_servers, &self.group_id)
+            ..allot_bus::KafkaConfig::new(&self.bootstrap_servers, group)
         }
     }
 
@@ -167,6 +175,10 @@ pub struct HubSpotCfg {
 #[serde(deny_unknown_fields)]
 pub struct EmulatorCfg {
     pub listen: SocketAddr,
+    /// Where `allot serve` stages reach an emulator running as its own
+    /// process (`allot emulator`); `http://<listen>` when empty.
+    #[serde(default)]
+    pub url: String,
     pub seed: PathBuf,
     pub demo_stream: bool,
     pub demo_records: usize,

@@ -336,11 +336,8 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
     if hooks.hubspot_secret.is_none() {
         warn!("no HubSpot client secret: webhook signatures are NOT checked");
     }
-    let app = api::router(ApiState {
-        store: store.clone(),
-        metrics: metrics.clone(),
-    })
-    .merge(webhooks::router(hooks));
+    let app =
+        api_router(&cfg, &secrets, store.clone(), metrics.clone())?.merge(webhooks::router(hooks));
     tasks.push(tokio::spawn({
         let stop = stopped(&stop_rx);
         async move {
@@ -417,7 +414,18 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
     Ok(())
 }
 
-fn real_clients(cfg: &AppConfig, secrets: &Secrets) -> anyhow::Result<Vec<CrmClient>> {
+/// The API (admin, read side, dashboard) over `store`: the one place its
+/// state is assembled, for `allot run` and `allot serve api`.
+pub fn api_router(
+    _cfg: &AppConfig,
+    _secrets: &Secrets,
+    store: Arc<Store>,
+    metrics: Metrics,
+) -> anyhow::Result<axum::Router> {
+    Ok(api::router(ApiState { store, metrics }))
+}
+
+pub fn real_clients(cfg: &AppConfig, secrets: &Secrets) -> anyhow::Result<Vec<CrmClient>> {
     let mut clients = Vec::new();
     if matches!(cfg.crm.mode, CrmMode::Salesforce | CrmMode::Both) {
         let secret = secrets

@@ -1,8 +1,39 @@
-//! `allot serve STAGE`: one stage of the pipeline as its own process over Kafka.
+//! `allot serve STAGE`: one stage of the pipeline as its own process over
+//! Kafka (microservice mode). Every stage keeps a local store at
+//! `store.path`, serves `/healthz`, `/readyz` and `/metrics` on `api.listen`
+//! (the api stage serves the whole API and the dashboard there), and stops
+//! cleanly on Ctrl-C or SIGTERM: the chunk in hand is finished, acked
+//! offsets are committed, the group is left and the store is flushed.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use allot_bus::{KafkaSink, KafkaSource};
+use allot_crm::{
+    CrmClient, HubSpotAuth, HubSpotClient, HubSpotConfig, SalesforceAuth, SalesforceClient,
+    SalesforceConfig,
+};
+use allot_emulator::EmulatorOptions;
+use allot_rules::RuleSet;
+use allot_services::hydrate::Hydrator;
+use allot_services::metrics::Metrics;
+use allot_services::pipeline::{FieldMaps, Pipeline};
+use allot_services::stages::assign::AssignStage;
+use allot_services::stages::ingest::IngestStage;
+use allot_services::stages::read_model::ReadModel;
+use allot_services::stages::write::WriteStage;
+use allot_services::stages::{self, ChunkStage};
+use allot_store::Store;
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+use tracing::{error, info, warn};
+
+use crate::config::{self, AppConfig, CrmMode, Secrets};
 
 /// A stage of the pipeline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -15,6 +46,17 @@ pub enum Stage {
     Write,
     /// Admin API, dashboard and metrics over the decisions.
     Api,
+}
+
+impl Stage {
+    fn name(self) -> &'static str {
+        match self {
+            Stage::Ingest => "ingest",
+            Stage::Assign => "assign",
+            Stage::Write => "write",
+            Stage::Api => "api",
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -30,6 +72,275 @@ pub struct Args {
     env: Option<String>,
 }
 
-pub fn run(a: Args, _vars: HashMap<String, String>) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("allot serve {:?} is not available yet ({})", a.stage, a.config_dir.display())
+pub fn run(a: Args, vars: HashMap<String, String>) -> anyhow::Result<ExitCode> {
+    let env = a.env.clone().or_else(|| vars.get("ALLOT_ENV").cloned());
+    let (cfg, secrets) = config::load(&a.config_dir, env.as_deref(), &vars)?;
+    crate::telemetry::init(&cfg.telemetry);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(serve(a.stage, cfg, secrets))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM (what Kubernetes and compose send).
+async fn signalled() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn stopped(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+async fn serve(stage: Stage, cfg: AppConfig, secrets: Secrets) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&cfg.store.path)
+        .with_context(|| format!("cannot create {}", cfg.store.path.display()))?;
+    let store = Arc::new(Store::open(&cfg.store.path).map_err(err)?);
+    let metrics = Metrics::new();
+    let k = &cfg.kafka;
+    let st = &k.stages;
+    let linger = Duration::from_millis(st.linger_ms);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let listener = TcpListener::bind(cfg.api.listen)
+        .await
+        .with_context(|| format!("api.listen {}", cfg.api.listen))?;
+    let addr = listener.local_addr()?;
+    let sink = || KafkaSink::new(&k.bus()).map_err(err);
+    let mut tasks = Vec::new();
+    let mut app = stages::probe_router(store.clone(), metrics.clone(), stage.name());
+
+    let mut topics: Vec<(&str, i32)> = vec![
+        (st.events_topic.as_str(), k.partitions),
+        (st.decisions_topic.as_str(), k.partitions),
+        (k.dlq_topic.as_str(), 1),
+    ];
+    if stage == Stage::Ingest {
+        topics.extend(k.sources.iter().map(|s| (s.topic.as_str(), k.partitions)));
+    }
+    allot_bus::ensure_topics_with(&k.bus(), &topics, allot_bus::BROKER_DEFAULT_REPLICATION)
+        .await
+        .map_err(err)?;
+
+    let consumed = match stage {
+        Stage::Ingest => k.sources.iter().map(|s| s.topic.clone()).collect(),
+        Stage::Assign => vec![st.events_topic.clone()],
+        Stage::Write | Stage::Api => vec![st.decisions_topic.clone()],
+    };
+    let names: Vec<&str> = consumed.iter().map(String::as_str).collect();
+    let group = match stage {
+        Stage::Ingest => k.group_id.as_str(),
+        Stage::Assign => st.assign_group.as_str(),
+        Stage::Write => st.write_group.as_str(),
+        Stage::Api => st.api_group.as_str(),
+    };
+    let source = KafkaSource::subscribe(&k.bus_for(group), &names).map_err(err)?;
+
+    match stage {
+        Stage::Ingest => {
+            let s = IngestStage {
+                store: store.clone(),
+                source,
+                sink: sink()?,
+                events_topic: st.events_topic.clone(),
+                dlq_topic: k.dlq_topic.clone(),
+                formats: k
+                    .sources
+                    .iter()
+                    .filter_map(|s| Some((s.topic.clone(), s.format.parse().ok()?)))
+                    .collect(),
+                metrics: metrics.clone(),
+            };
+            tasks.push(spawn_stage(s, st.max_chunk, linger, &stop_rx));
+        }
+        Stage::Assign => {
+            let rules = load_rules(&cfg, &store)?;
+            let clients = clients(&cfg, &secrets)?;
+            let hydrator = match cfg.ingest.hydrate {
+                true => Hydrator::Crm(clients),
+                false => Hydrator::Off,
+            };
+            let pipeline = Pipeline::new(
+                store.clone(),
+                rules,
+                FieldMaps::default(),
+                cfg.echo(),
+                hydrator,
+                metrics.clone(),
+            )?;
+            let s = AssignStage::new(
+                pipeline,
+                source,
+                sink()?,
+                &st.decisions_topic,
+                &k.dlq_topic,
+                Some(cfg.sla.clone()),
+            );
+            tasks.push(spawn_stage(s, st.max_chunk, linger, &stop_rx));
+        }
+        Stage::Write => {
+            let rules = load_rules(&cfg, &store)?;
+            let clients = clients(&cfg, &secrets)?;
+            let ready = Arc::new(Notify::new());
+            // Changes left pending by a previous run go out right away.
+            ready.notify_one();
+            let s = WriteStage {
+                store: store.clone(),
+                source,
+                sink: sink()?,
+                dlq_topic: k.dlq_topic.clone(),
+                metrics: metrics.clone(),
+                outbox_ready: ready.clone(),
+            };
+            tasks.push(spawn_stage(s, st.max_chunk, linger, &stop_rx));
+            tasks.push(crate::cmd::run_writer::spawn(
+                store.clone(),
+                clients,
+                rules,
+                cfg.writer.clone(),
+                &metrics,
+                ready,
+                stopped(&stop_rx),
+            )?);
+        }
+        Stage::Api => {
+            let s = ReadModel {
+                store: store.clone(),
+                source,
+                sink: sink()?,
+                dlq_topic: k.dlq_topic.clone(),
+                metrics: metrics.clone(),
+            };
+            tasks.push(spawn_stage(s, st.max_chunk, linger, &stop_rx));
+            app = crate::cmd::run::api_router(&cfg, &secrets, store.clone(), metrics.clone())?;
+        }
+    }
+
+    tasks.push(tokio::spawn({
+        let stop = stopped(&stop_rx);
+        async move {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+            {
+                error!(error = %e, "http server stopped");
+            }
+        }
+    }));
+    println!(
+        "allot serve {} (group {group}, consuming {}) — http://{addr}/healthz, /readyz, /metrics; store {}",
+        stage.name(),
+        consumed.join(", "),
+        cfg.store.path.display()
+    );
+    signalled().await;
+    info!(stage = stage.name(), "shutting down");
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+    }
+    store.flush().map_err(err)?;
+    println!("allot serve {} stopped", stage.name());
+    Ok(())
+}
+
+fn spawn_stage<S: ChunkStage + 'static>(
+    s: S,
+    max_chunk: usize,
+    linger: Duration,
+    stop_rx: &watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let stop = stopped(stop_rx);
+    tokio::spawn(async move {
+        if let Err(e) = stages::run(s, max_chunk, linger, stop).await {
+            error!(stage = S::NAME, error = %e, "stage stopped");
+        }
+    })
+}
+
+/// The rules at `rules.path`, recorded as a version in this process's store.
+fn load_rules(cfg: &AppConfig, store: &Store) -> anyhow::Result<Arc<RuleSet>> {
+    let text = std::fs::read_to_string(&cfg.rules.path)
+        .with_context(|| format!("cannot read rules {}", cfg.rules.path.display()))?;
+    let origin = cfg.rules.path.display().to_string();
+    let rules =
+        RuleSet::from_toml(&text, &origin).map_err(|e| anyhow::anyhow!("invalid rules:\n{e}"))?;
+    for w in &rules.warnings {
+        warn!(warning = %w.render(&origin), "rules");
+    }
+    store
+        .put_rule_version(
+            &rules.version,
+            &text,
+            allot_services::now_ms(),
+            Some("startup"),
+        )
+        .map_err(err)?;
+    Ok(Arc::new(rules))
+}
+
+/// The CRM clients: an emulator running as its own process (`emulator.url`,
+/// else `http://<emulator.listen>`, with the emulator's built-in
+/// credentials), or the real CRMs.
+pub fn clients(cfg: &AppConfig, secrets: &Secrets) -> anyhow::Result<Vec<CrmClient>> {
+    if cfg.crm.mode != CrmMode::Emulator {
+        return crate::cmd::run::real_clients(cfg, secrets);
+    }
+    let url = match cfg.emulator.url.is_empty() {
+        true => format!("http://{}", cfg.emulator.listen),
+        false => cfg.emulator.url.trim_end_matches('/').to_string(),
+    };
+    Ok(emulator_clients(&url, &EmulatorOptions::default(), cfg))
+}
+
+/// Clients of both CRMs of an emulator at `url` started with `opts`.
+pub fn emulator_clients(url: &str, opts: &EmulatorOptions, cfg: &AppConfig) -> Vec<CrmClient> {
+    let sf = SalesforceConfig {
+        call_options_client: cfg.ingest.salesforce_client_id.clone(),
+        ..SalesforceConfig::new(
+            url,
+            SalesforceAuth::ClientCredentials {
+                client_id: opts.salesforce_client_id.clone(),
+                client_secret: opts.salesforce_client_secret.clone(),
+            },
+        )
+    };
+    let hs = HubSpotConfig::new(
+        url,
+        HubSpotAuth::PrivateApp {
+            token: opts.hubspot_private_app_token.clone().unwrap_or_default(),
+        },
+    );
+    let mut out = Vec::new();
+    match SalesforceClient::new(sf) {
+        Ok(c) => out.push(CrmClient::Salesforce(c)),
+        Err(e) => error!(error = %e, "salesforce client"),
+    }
+    match HubSpotClient::new(hs) {
+        Ok(c) => out.push(CrmClient::HubSpot(c)),
+        Err(e) => error!(error = %e, "hubspot client"),
+    }
+    out
 }
