@@ -133,3 +133,65 @@ impl Default for Metrics {
 fn unreachable_metric<T>(name: &str) -> T {
     panic!("metric {name} is malformed")
 }
+
+impl Metrics {
+    /// Every series name the stages export, as a scrape shows it
+    /// (`allot_…`; a histogram's `_bucket`, `_sum` and `_count`), whether or
+    /// not anything was observed yet: the fields above, the writer's
+    /// (`WriterMetrics::unprefixed()`, which `allot run` and the write stage
+    /// register in this registry), and whatever else the registry holds.
+    /// Dashboards and alert rules are checked against it.
+    pub fn names(&self) -> Vec<String> {
+        use prometheus::core::Collector;
+        use prometheus::proto::{MetricFamily, MetricType};
+        let writer = crate::writer::WriterMetrics::unprefixed();
+        let collectors: [&dyn Collector; 19] = [
+            &self.consumed,
+            &self.decoded,
+            &self.deduped,
+            &self.dead_lettered,
+            &self.echoes,
+            &self.stale,
+            &self.hydrated,
+            &self.decisions,
+            &self.decisions_by_territory,
+            &self.lag,
+            &self.batch_seconds,
+            &writer.changes_written,
+            &writer.calls,
+            &writer.retries,
+            &writer.failed,
+            &writer.skipped,
+            &writer.call_seconds,
+            &writer.quota_exhausted,
+            &writer.rate_headroom,
+        ];
+        let series = |name: String, family: &MetricFamily| -> Vec<String> {
+            match family.get_field_type() {
+                MetricType::HISTOGRAM => ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .map(|s| format!("{name}{s}"))
+                    .collect(),
+                MetricType::SUMMARY => ["", "_sum", "_count"]
+                    .iter()
+                    .map(|s| format!("{name}{s}"))
+                    .collect(),
+                _ => vec![name],
+            }
+        };
+        let mut names: Vec<String> = collectors
+            .iter()
+            .flat_map(|c| c.collect())
+            .flat_map(|f| series(format!("allot_{}", f.name()), &f))
+            .chain(
+                self.registry
+                    .gather()
+                    .iter()
+                    .flat_map(|f| series(f.name().to_string(), f)),
+            )
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+}
