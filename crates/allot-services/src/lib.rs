@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod raw;
 pub mod sla;
 pub mod stages;
+pub mod trace;
 pub mod webhooks;
 pub mod writer;
 

@@ -196,6 +196,12 @@ pub enum LogFormat {
 pub struct TelemetryCfg {
     pub log_format: LogFormat,
     pub level: String,
+    /// OTLP/HTTP collector base URL (`http://otel-collector:4318`); empty: no traces exported.
+    #[serde(default)]
+    pub otlp_endpoint: String,
+    /// `http/protobuf` (default) or `http/json`.
+    #[serde(default)]
+    pub otlp_protocol: String,
 }
 
 /// Secrets resolved from the environment; never logged (Debug hides them).

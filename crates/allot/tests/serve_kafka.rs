@@ -8,9 +8,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use allot_tests::{unique, Broker};
@@ -69,6 +72,86 @@ fn spawn(args: &[&str], envs: &[(&str, String)], marker: &str) -> Proc {
     Proc { child, url }
 }
 
+/// A minimal OTLP/HTTP collector on loopback: keeps every JSON body POSTed
+/// to /v1/traces.
+fn collector() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let kept = kept.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                loop {
+                    let mut len = 0usize;
+                    let mut first = String::new();
+                    if reader.read_line(&mut first).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if h.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((k, v)) = h.split_once(':') {
+                            if k.eq_ignore_ascii_case("content-length") {
+                                len = v.trim().parse().unwrap_or(0);
+                            }
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    if first.contains("/v1/traces") {
+                        if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+                            kept.lock().unwrap().push(v);
+                        }
+                    }
+                    let _ = conn.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+                    );
+                }
+            });
+        }
+    });
+    (url, bodies)
+}
+
+/// Service names by trace id, from the OTLP JSON bodies received.
+fn services_by_trace(bodies: &[Value]) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for b in bodies {
+        for rs in b["resourceSpans"].as_array().into_iter().flatten() {
+            let service = rs["resource"]["attributes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|a| a["key"] == "service.name")
+                .and_then(|a| a["value"]["stringValue"].as_str())
+                .unwrap_or("")
+                .to_string();
+            for ss in rs["scopeSpans"].as_array().into_iter().flatten() {
+                for span in ss["spans"].as_array().into_iter().flatten() {
+                    if let Some(t) = span["traceId"].as_str() {
+                        out.entry(t.to_string())
+                            .or_default()
+                            .insert(service.clone());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 fn stage(name: &str, dir: &Path) -> Proc {
     spawn(
         &[
@@ -114,6 +197,7 @@ fn metric(http: &reqwest::blocking::Client, url: &str, name: &str) -> f64 {
 #[test]
 fn stages_as_processes_survive_sigkill_and_write_the_expected_owners() {
     let broker = Broker::start();
+    let (otlp, spans) = collector();
     let dir = tempfile::tempdir().unwrap();
     let (sf, hs) = (unique("crm.sf"), unique("crm.hs"));
     let emulator = spawn(
@@ -145,7 +229,8 @@ fn stages_as_processes_survive_sigkill_and_write_the_expected_owners() {
          [[kafka.sources]]\ntopic = \"{hs}\"\nformat = \"hubspot\"\n\
          [kafka.stages]\nevents_topic = \"{ev}\"\ndecisions_topic = \"{de}\"\n\
          assign_group = \"{g}-assign\"\nwrite_group = \"{g}-write\"\napi_group = \"{g}-api\"\n\
-         [writer]\nlinger_ms = 50\n",
+         [writer]\nlinger_ms = 50\n\
+         [telemetry]\notlp_endpoint = \"{otlp}\"\notlp_protocol = \"http/json\"\n",
         root = ROOT,
         emu = emulator.url,
         b = broker.bootstrap(),
@@ -158,7 +243,7 @@ fn stages_as_processes_survive_sigkill_and_write_the_expected_owners() {
 
     let ingest = stage("ingest", dir.path());
     let mut assign = stage("assign", dir.path());
-    let mut write = stage("write", dir.path());
+    let write = stage("write", dir.path());
     let api = stage("api", dir.path());
     let http = reqwest::blocking::Client::new();
 
@@ -212,7 +297,7 @@ fn stages_as_processes_survive_sigkill_and_write_the_expected_owners() {
     }
     std::thread::sleep(Duration::from_millis(500));
     assign = stage("assign", dir.path());
-    write = stage("write", dir.path());
+    let _write = stage("write", dir.path());
 
     let owner_of = |crm: &str, object: &str, id: &str| -> Option<String> {
         let v: Value = http
@@ -291,6 +376,31 @@ fn stages_as_processes_survive_sigkill_and_write_the_expected_owners() {
         assert_eq!(last["owner"].as_str(), Some(owner.as_str()), "{v}");
         assert!(!last["explanation"].as_array().unwrap().is_empty());
     }
+
+    // One trace per event across the processes: some trace has spans from
+    // ingest, assign and write (exported in batches every few seconds).
+    let all: BTreeSet<String> = ["allot-ingest", "allot-assign", "allot-write"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let found = (0..300).any(|_| {
+        let by_trace = services_by_trace(&spans.lock().unwrap());
+        let ok = by_trace.values().any(|s| all.is_subset(s));
+        if !ok {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        ok
+    });
+    let bodies = spans.lock().unwrap();
+    assert!(
+        found,
+        "no trace spans ingest, assign and write; {} bodies received, traces: {:?}",
+        bodies.len(),
+        services_by_trace(&bodies)
+            .into_iter()
+            .take(10)
+            .collect::<Vec<_>>()
+    );
     drop(ingest);
     drop(api);
 }

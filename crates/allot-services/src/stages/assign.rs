@@ -134,20 +134,17 @@ impl ChunkStage for AssignStage {
         let mut events = Vec::with_capacity(chunk.len());
         let mut traces = HashMap::new();
         let mut by_source = HashMap::new();
+        let mut spans: Vec<tracing::Span> = Vec::new();
         for d in &chunk {
             metrics.consumed.with_label_values(&["kafka"]).inc();
             match messages::read::<EventMessage>(d) {
                 Ok(m) => {
                     let source = position(d);
-                    if let Some(id) = &m.event.record_id {
-                        traces.insert(
-                            id.clone(),
-                            (
-                                messages::traceparent(Some(d), &m.event.event_id),
-                                m.received_at,
-                            ),
-                        );
-                    }
+                    let id = m.event.record_id.clone().unwrap_or_default();
+                    let (span, trace) =
+                        crate::trace::event_span("assign", Some(d), &m.event.event_id, &id);
+                    spans.push(span);
+                    traces.insert(id, (trace, m.received_at));
                     by_source.insert(source.clone(), d);
                     let body = d.payload.clone().unwrap_or_default();
                     events.push((
@@ -183,6 +180,7 @@ impl ChunkStage for AssignStage {
         stage_positions(&mut batch, &chunk);
         crate::pipeline::commit(&self.store, batch, "assign").await?;
         ack_all(&self.source, &chunk, &metrics, "assign")?;
+        drop(spans);
         metrics
             .batch_seconds
             .with_label_values(&["assign"])

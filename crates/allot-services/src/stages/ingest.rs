@@ -54,6 +54,8 @@ impl ChunkStage for IngestStage {
         let mut batch = self.store.batch();
         let mut seen = HashSet::new();
         let mut out = Vec::new();
+        // One span per event, open until the chunk is committed.
+        let mut spans: Vec<tracing::Span> = Vec::new();
         for d in &chunk {
             self.metrics.consumed.with_label_values(&["kafka"]).inc();
             let Some(body) = d.payload.as_deref() else {
@@ -98,6 +100,8 @@ impl ChunkStage for IngestStage {
                     .clone()
                     .unwrap_or_else(|| event.object.to_string());
                 let event_id = event.event_id.clone();
+                let (span, trace) = crate::trace::event_span("ingest", Some(d), &event_id, &key);
+                spans.push(span);
                 let msg = EventMessage {
                     v: messages::VERSION,
                     event,
@@ -111,7 +115,7 @@ impl ChunkStage for IngestStage {
                 out.push(Out {
                     key,
                     body,
-                    trace: messages::traceparent(Some(d), &event_id),
+                    trace,
                     event_id,
                 });
             }
@@ -136,6 +140,7 @@ impl ChunkStage for IngestStage {
         stage_positions(&mut batch, &chunk);
         crate::pipeline::commit(&self.store, batch, "ingest").await?;
         ack_all(&self.source, &chunk, &self.metrics, "ingest")?;
+        drop(spans);
         self.metrics
             .batch_seconds
             .with_label_values(&["ingest"])

@@ -42,11 +42,15 @@ impl ChunkStage for WriteStage {
         let started = Instant::now();
         let mut batch = self.store.batch();
         let mut changes = 0;
+        let mut spans: Vec<tracing::Span> = Vec::new();
         for d in &chunk {
             self.metrics.consumed.with_label_values(&["kafka"]).inc();
             match messages::read::<DecisionMessage>(d) {
                 Ok(m) => {
                     if let Some(c) = &m.change {
+                        spans.push(
+                            crate::trace::event_span("write", Some(d), &c.event_id, &c.record_id).0,
+                        );
                         if c.crm.is_none() {
                             let reason = format!(
                                 "owner change of record {} names no CRM to write to",
@@ -76,6 +80,7 @@ impl ChunkStage for WriteStage {
         stage_positions(&mut batch, &chunk);
         crate::pipeline::commit(&self.store, batch, "write").await?;
         ack_all(&self.source, &chunk, &self.metrics, "write")?;
+        drop(spans);
         if changes > 0 {
             self.outbox_ready.notify_one();
         }

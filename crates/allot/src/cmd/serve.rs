@@ -75,12 +75,13 @@ pub struct Args {
 pub fn run(a: Args, vars: HashMap<String, String>) -> anyhow::Result<ExitCode> {
     let env = a.env.clone().or_else(|| vars.get("ALLOT_ENV").cloned());
     let (cfg, secrets) = config::load(&a.config_dir, env.as_deref(), &vars)?;
-    crate::telemetry::init(&cfg.telemetry);
+    crate::telemetry::init_for(&cfg.telemetry, &format!("allot-{}", a.stage.name()));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(a.stage, cfg, secrets))?;
-    Ok(ExitCode::SUCCESS)
+    let result = rt.block_on(serve(a.stage, cfg, secrets));
+    crate::telemetry::shutdown();
+    result.map(|()| ExitCode::SUCCESS)
 }
 
 /// Resolves on Ctrl-C or SIGTERM (what Kubernetes and compose send).
