@@ -1,5 +1,5 @@
-//! The metrics the code exports, with their labels, and a small PromQL
-//! scanner to hold the dashboard's and the alert rules' expressions to them.
+//! The metrics the code exports, with their labels, and the PromQL of the
+//! dashboard and the alert rules parsed and held to them.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -7,6 +7,8 @@ use allot_services::metrics::Metrics;
 use allot_services::writer::WriterMetrics;
 use prometheus::core::Collector;
 use prometheus::proto::MetricType;
+use promql_parser::parser::{Expr, LabelModifier, VectorSelector};
+use promql_parser::util::{walk_expr, ExprVisitor};
 
 use super::root;
 
@@ -81,146 +83,77 @@ struct Refs {
     metrics: Vec<String>,
     /// Label matchers: label, operator, value.
     matchers: Vec<(String, String, String)>,
-    /// Labels of `by (…)`, `without (…)`, `on (…)`, `ignoring (…)`.
+    /// Labels of `by (…)`, `without (…)`, `on (…)`, `ignoring (…)`,
+    /// `group_left (…)`, `group_right (…)`.
     grouping: Vec<String>,
 }
 
-const KEYWORDS: [&str; 11] = [
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
-    "bool",
-    "and",
-    "or",
-    "unless",
-    "offset",
-];
-
-/// Aggregation operators: `sum by (l) (…)` puts the label list between the
-/// name and its parenthesis.
-const AGGREGATIONS: [&str; 12] = [
-    "sum",
-    "min",
-    "max",
-    "avg",
-    "group",
-    "stddev",
-    "stdvar",
-    "count",
-    "count_values",
-    "bottomk",
-    "topk",
-    "quantile",
-];
-
-/// A small PromQL scanner: enough to pull metric names, matchers and
-/// grouping labels out of the expressions the deploy files use, and to
-/// refuse what it does not understand rather than pass it.
-fn scan(expr: &str) -> Refs {
-    let c: Vec<char> = expr.chars().collect();
-    let mut refs = Refs::default();
-    let mut i = 0;
-    let ident = |i: &mut usize| {
-        let start = *i;
-        while *i < c.len() && (c[*i].is_ascii_alphanumeric() || c[*i] == '_' || c[*i] == ':') {
-            *i += 1;
-        }
-        c[start..*i].iter().collect::<String>()
-    };
-    let skip_ws = |i: &mut usize| {
-        while *i < c.len() && c[*i].is_whitespace() {
-            *i += 1;
-        }
-    };
-    while i < c.len() {
-        let ch = c[i];
-        if ch.is_whitespace() || "()+-*/^%,<>=!".contains(ch) {
-            i += 1;
-        } else if ch == '[' {
-            while c[i] != ']' {
-                i += 1;
+impl Refs {
+    fn selector(&mut self, vs: &VectorSelector) {
+        self.metrics.extend(vs.name.clone());
+        for m in vs
+            .matchers
+            .matchers
+            .iter()
+            .chain(vs.matchers.or_matchers.iter().flatten())
+        {
+            if m.name != "__name__" {
+                self.matchers
+                    .push((m.name.clone(), m.op.to_string(), m.value.clone()));
             }
-            i += 1;
-        } else if ch.is_ascii_digit() || ch == '.' {
-            while i < c.len() && (c[i].is_ascii_alphanumeric() || c[i] == '.') {
-                i += 1;
-            }
-        } else if ch == '"' {
-            panic!("{expr}: a string outside a selector");
-        } else if ch.is_ascii_alphabetic() || ch == '_' {
-            let word = ident(&mut i);
-            let mut j = i;
-            skip_ws(&mut j);
-            if [
-                "by",
-                "without",
-                "on",
-                "ignoring",
-                "group_left",
-                "group_right",
-            ]
-            .contains(&word.as_str())
-            {
-                if j < c.len() && c[j] == '(' {
-                    let close = j + c[j..].iter().position(|&x| x == ')').unwrap();
-                    let list: String = c[j + 1..close].iter().collect();
-                    refs.grouping.extend(
-                        list.split(',')
-                            .map(|l| l.trim().to_string())
-                            .filter(|l| !l.is_empty()),
-                    );
-                    i = close + 1;
-                }
-            } else if KEYWORDS.contains(&word.as_str())
-                || AGGREGATIONS.contains(&word.as_str())
-                || (j < c.len() && c[j] == '(')
-            {
-                // An operator keyword, an aggregation, or a function.
-            } else {
-                refs.metrics.push(word);
-                if j < c.len() && c[j] == '{' {
-                    let close = j + c[j..].iter().position(|&x| x == '}').unwrap();
-                    let body: String = c[j + 1..close].iter().collect();
-                    for m in body.split(',').map(str::trim).filter(|m| !m.is_empty()) {
-                        let op_at = m.find(['=', '!']).unwrap_or_else(|| panic!("{expr}: {m}"));
-                        let label = m[..op_at].trim().to_string();
-                        let rest = &m[op_at..];
-                        let op_len = if rest.starts_with("=~")
-                            || rest.starts_with("!~")
-                            || rest.starts_with("!=")
-                        {
-                            2
-                        } else {
-                            1
-                        };
-                        let value = rest[op_len..].trim();
-                        assert!(
-                            value.len() >= 2 && value.starts_with('"') && value.ends_with('"'),
-                            "{expr}: matcher {m}"
-                        );
-                        refs.matchers.push((
-                            label,
-                            rest[..op_len].to_string(),
-                            value[1..value.len() - 1].to_string(),
-                        ));
-                    }
-                    i = close + 1;
-                }
-            }
-        } else if ch == '$' {
-            panic!("{expr}: a variable outside a range");
-        } else {
-            panic!("{expr}: cannot read {ch:?} at {i}");
         }
     }
+
+    fn labels(&mut self, modifier: Option<&LabelModifier>) {
+        self.grouping.extend(
+            modifier
+                .into_iter()
+                .flat_map(|m| m.labels().labels.iter().cloned()),
+        );
+    }
+}
+
+impl ExprVisitor for Refs {
+    type Error = std::convert::Infallible;
+
+    fn pre_visit(&mut self, e: &Expr) -> Result<bool, Self::Error> {
+        match e {
+            Expr::VectorSelector(vs) => self.selector(vs),
+            Expr::MatrixSelector(ms) => self.selector(&ms.vs),
+            Expr::Aggregate(a) => self.labels(a.modifier.as_ref()),
+            Expr::Binary(b) => {
+                if let Some(m) = &b.modifier {
+                    self.labels(m.matching.as_ref());
+                    self.grouping.extend(
+                        m.card
+                            .labels()
+                            .into_iter()
+                            .flat_map(|l| l.labels.iter().cloned()),
+                    );
+                }
+            }
+            _ => {}
+        }
+        Ok(true)
+    }
+}
+
+/// Parses an expression as Prometheus would once Grafana has put its
+/// interval variables in, and collects what it refers to.
+fn scan(expr: &str) -> Refs {
+    let promql = expr
+        .replace("$__rate_interval", "1m")
+        .replace("$__interval", "1m")
+        .replace("$__range", "1h");
+    let ast =
+        promql_parser::parser::parse(&promql).unwrap_or_else(|e| panic!("{expr}: not PromQL: {e}"));
+    let mut refs = Refs::default();
+    let _ = walk_expr(&mut refs, &ast);
     refs
 }
 
 #[test]
-fn the_promql_scanner_finds_names_matchers_and_grouping() {
+fn the_promql_parse_finds_names_matchers_and_grouping() {
     let cases = [
         (
             r#"histogram_quantile(0.99, sum by (crm, le) (rate(allot_writer_call_seconds_bucket[$__rate_interval])))"#,
@@ -229,19 +162,25 @@ fn the_promql_scanner_finds_names_matchers_and_grouping() {
             vec!["crm", "le"],
         ),
         (
-            r#"sum(rate(a_total{strategy=~"fallback|unassigned", crm!="x"}[5m])) / sum(rate(b_total[5m])) > 0.1"#,
+            r#"sum(rate(a_total{strategy=~"fallback|unassigned", crm!="x"}[5m])) / on (crm) group_left (kind) sum(rate(b_total[5m])) > 0.1"#,
             vec!["a_total", "b_total"],
             vec![
                 ("strategy", "=~", "fallback|unassigned"),
                 ("crm", "!=", "x"),
             ],
-            vec![],
+            vec!["crm", "kind"],
         ),
         (
-            r#"sum by (source) (g) > 10000 and sum by (source) (delta(g[10m])) > 0"#,
+            r#"sum by (source) (g) > 10000 and sum without (partition) (delta(g[10m])) > 0"#,
             vec!["g", "g"],
             vec![],
-            vec!["source", "source"],
+            vec!["source", "partition"],
+        ),
+        (
+            r#"topk(15, sum by (territory) (increase(t_total[$__range])))"#,
+            vec!["t_total"],
+            vec![],
+            vec!["territory"],
         ),
         (
             r#"up{job="allot"} == 0"#,
@@ -259,7 +198,11 @@ fn the_promql_scanner_finds_names_matchers_and_grouping() {
             .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
             .collect();
         assert_eq!(got, matchers, "{expr}");
-        assert_eq!(r.grouping, grouping, "{expr}");
+        let mut grouping_got = r.grouping.clone();
+        grouping_got.sort();
+        let mut grouping = grouping;
+        grouping.sort();
+        assert_eq!(grouping_got, grouping, "{expr}");
     }
 }
 
