@@ -9,9 +9,11 @@ run:
 	$(CARGO) run --release -p allot -- run
 
 ## Format check, lints as errors, then every test (Kafka tests start a
-## tansu broker on loopback; it is built once per machine if missing).
+## tansu broker on loopback; it is built once per machine if missing; the
+## dashboard test drives Debian's headless Chromium, installed if missing).
 test: fmt lint
 	bash scripts/ensure-tansu.sh
+	bash scripts/ensure-chromium.sh
 	$(CARGO) test --workspace --lib --bins --tests --no-fail-fast
 	$(CARGO) test --workspace --doc
 

@@ -128,6 +128,21 @@ impl Store {
         }
         Ok(state)
     }
+
+    /// Open records per rep: only the `open` pieces, read by prefix (cheap
+    /// enough to poll; `engine_state` also reads every account domain).
+    pub fn open_loads(&self) -> Result<Vec<(String, i64)>> {
+        let inner = &self.inner;
+        inner
+            .prefix::<i64>(Table::State, Key::new().str(OPEN))
+            .map(|r| {
+                let (k, n) = r?;
+                let mut rd = Reader::new(&k).ok_or_else(|| inner.bad_key(Table::State, &k))?;
+                let (_, rep) = (rd.str(), rd.str());
+                Ok((rep.ok_or_else(|| inner.bad_key(Table::State, &k))?, n))
+            })
+            .collect()
+    }
 }
 
 /// Decodes a `state` value by its key kind; used by `check`.
@@ -205,6 +220,8 @@ mod tests {
             }
             let mut want = EngineState::default();
             want.apply(&ops);
+            let open: Vec<(String, i64)> = want.open.iter().map(|(r, n)| (r.clone(), *n)).collect();
+            prop_assert_eq!(store.open_loads().unwrap(), open);
             prop_assert_eq!(store.engine_state().unwrap(), want);
         }
     }
