@@ -419,6 +419,7 @@ fn dashboard_shows_what_the_api_says_in_a_real_browser() {
         "screenshot is {} bytes: a blank page?",
         png.len()
     );
+    println!("dashboard screenshot: {}", shot.display());
     let figures_by_name: BTreeMap<&str, usize> = figs.iter().fold(BTreeMap::new(), |mut m, f| {
         *m.entry(f.name.as_str()).or_default() += 1;
         m

@@ -55,7 +55,9 @@
 //! CRM. `backlog` is the owner changes queued and not yet handed to the
 //! writer, counted up to [`BACKLOG_CAP`] (`backlog_capped` when there are more).
 //! `cv` is the coefficient of variation of the open counts (standard
-//! deviation over mean; `null` when nobody has open records).
+//! deviation over mean; `null` when nobody has open records), over active
+//! reps and any inactive one still holding records; `mean_open` and a
+//! team's `reps` count the same reps.
 
 use std::collections::BTreeMap;
 
@@ -297,13 +299,15 @@ pub fn workload(reps: &[RepInfo], loads: Vec<(String, i64)>) -> Workload {
         },
         open: n,
     }));
+    // Balance among the reps who can take records (and any still holding some).
+    let counted = |r: &&RepLoad| r.rep.active || r.open != 0;
     let mut teams: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
-    for r in &out {
+    for r in out.iter().filter(counted) {
         if let Some(t) = &r.rep.team {
             teams.entry(t).or_default().push(r.open);
         }
     }
-    let all: Vec<i64> = out.iter().map(|r| r.open).collect();
+    let all: Vec<i64> = out.iter().filter(counted).map(|r| r.open).collect();
     let teams = teams
         .into_iter()
         .map(|(id, loads)| TeamLoad {
@@ -362,7 +366,16 @@ mod tests {
 
     #[test]
     fn workload_lists_rule_reps_first_then_other_holders() {
-        let reps = [rep("a", Some("t")), rep("b", Some("t")), rep("c", None)];
+        let gone = RepInfo {
+            active: false,
+            ..rep("g", Some("t"))
+        };
+        let reps = [
+            rep("a", Some("t")),
+            rep("b", Some("t")),
+            rep("c", None),
+            gone,
+        ];
         let loads = vec![
             ("b".to_string(), 6),
             ("x".to_string(), 1),
@@ -370,8 +383,10 @@ mod tests {
         ];
         let w = workload(&reps, loads);
         let got: Vec<(&str, i64)> = w.reps.iter().map(|r| (r.rep.id.as_str(), r.open)).collect();
-        assert_eq!(got, [("a", 2), ("b", 6), ("c", 0), ("x", 1)]);
+        assert_eq!(got, [("a", 2), ("b", 6), ("c", 0), ("g", 0), ("x", 1)]);
         assert_eq!(w.total_open, 9);
+        // The inactive rep without records does not count toward balance.
+        assert_eq!(w.mean_open, Some(2.25));
         assert_eq!(w.teams.len(), 1);
         assert_eq!(
             (w.teams[0].reps, w.teams[0].open, w.teams[0].cv),
