@@ -346,6 +346,34 @@ fn dashboard_shows_what_the_api_says_in_a_real_browser() {
     for (crm, n) in o["writer"]["changes_written"].as_object().unwrap() {
         same_count(&figs, &format!("writer.{crm}.changes_written"), n);
     }
+    for (crm, outcomes) in o["writer"]["calls"].as_object().unwrap() {
+        for (outcome, n) in outcomes.as_object().unwrap() {
+            same_count(&figs, &format!("writer.{crm}.calls.{outcome}"), n);
+        }
+    }
+    for (crm, latency) in o["writer"]["latency"].as_object().unwrap() {
+        for q in ["p50_seconds", "p90_seconds", "p99_seconds"] {
+            let shown: f64 = figure(&figs, &format!("writer.{crm}.{q}"))
+                .value
+                .parse()
+                .unwrap();
+            assert_eq!(Some(shown), latency[q].as_f64(), "writer.{crm}.{q}");
+        }
+    }
+    for (crm, n) in o["writer"]["rate_headroom"].as_object().unwrap() {
+        assert_eq!(
+            figure(&figs, &format!("writer.{crm}.rate_headroom")).value,
+            n.to_string()
+        );
+    }
+    for lag in o["ingest"]["lag"].as_array().unwrap() {
+        let name = format!(
+            "lag.{}.{}",
+            lag["source"].as_str().unwrap(),
+            lag["partition"].as_str().unwrap()
+        );
+        same_count(&figs, &name, &lag["events"]);
+    }
     let reps = o["workload"]["reps"].as_array().unwrap();
     assert!(!reps.is_empty());
     for rep in reps {

@@ -367,7 +367,8 @@
     const head = ['CRM', 'written', 'calls', 'retries', 'given up', 'p50', 'p90', 'p99', 'headroom', 'outcomes'];
     const rows = crms.map((crm) => {
       const lat = w.latency[crm] || {};
-      const outcomes = Object.entries(w.calls[crm] || {}).map(([k, n]) => `${k} ${int(n)}`).join(' · ');
+      const outcomes = Object.entries(w.calls[crm] || {}).map(([k, n], i) =>
+        [i ? ' · ' : '', `${k} `, fig(`writer.${crm}.calls.${k}`, n)]);
       const headroom = w.rate_headroom[crm];
       const exhausted = w.quota_exhausted.includes(crm);
       return el('tr', {},
@@ -380,9 +381,9 @@
         el('td', {}, fig(`writer.${crm}.p90_seconds`, lat.p90_seconds, secs(lat.p90_seconds))),
         el('td', {}, fig(`writer.${crm}.p99_seconds`, lat.p99_seconds, secs(lat.p99_seconds))),
         el('td', {}, exhausted
-          ? fig(`writer.${crm}.rate_headroom`, 0, 'daily quota used up')
+          ? fig(`writer.${crm}.rate_headroom`, headroom, 'daily quota used up')
           : fig(`writer.${crm}.rate_headroom`, headroom, headroom === undefined ? '—' : `${int(headroom)} calls`)),
-        el('td', { class: 'wrap mono' }, outcomes || '—'));
+        el('td', { class: 'wrap mono' }, outcomes.length ? outcomes : '—'));
     });
     fill('writer',
       el('table', {}, el('tr', {}, head.map((h) => el('th', {}, h))), rows),
