@@ -73,7 +73,9 @@ pub fn router(state: ApiState) -> Router {
     routes(state.store, state.metrics)
 }
 
-fn routes(store: Arc<Store>, metrics: Metrics) -> Router {
+/// The same routes over just a store and a metrics registry (no admin, no
+/// auth of their own: whatever wraps them guards `/api/overview`).
+pub fn routes(store: Arc<Store>, metrics: Metrics) -> Router {
     let dash = Dash {
         store,
         metrics,

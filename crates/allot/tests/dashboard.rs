@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -453,4 +454,80 @@ fn dashboard_shows_what_the_api_says_in_a_real_browser() {
         m
     });
     assert!(figures_by_name.len() > 30, "{figures_by_name:?}");
+}
+
+/// Serves the dashboard routes on loopback with every `/api/` call refused
+/// without `Authorization: Bearer <token>`, as the API does when tokens are
+/// configured. Returns the base URL; the server lives as long as the test.
+fn serve_with_token(token: &'static str) -> String {
+    use axum::extract::Request;
+    use axum::http::StatusCode;
+    use axum::middleware::{self, Next};
+    use axum::response::{IntoResponse, Response};
+
+    async fn guard(token: &'static str, req: Request, next: Next) -> Response {
+        let wanted = format!("Bearer {token}");
+        let ok = req
+            .headers()
+            .get("authorization")
+            .is_some_and(|v| v.as_bytes() == wanted.as_bytes());
+        if req.uri().path().starts_with("/api/") && !ok {
+            return (StatusCode::UNAUTHORIZED, "token needed").into_response();
+        }
+        next.run(req).await
+    }
+
+    let app = allot_services::dashboard::routes(
+        Arc::new(allot_store::Store::temporary().unwrap()),
+        allot_services::metrics::Metrics::new(),
+    )
+    .layer(middleware::from_fn(move |req, next| {
+        guard(token, req, next)
+    }));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn the_page_is_public_and_asks_for_a_token_when_the_api_wants_one() {
+    let browser = chromium();
+    let base = serve_with_token("viewer-token-1");
+    let r = reqwest::blocking::get(format!("{base}/api/overview")).unwrap();
+    assert_eq!(r.status(), 401, "the guard is in place");
+    let profile = tempfile::tempdir().unwrap();
+    let dom = browse(
+        &browser,
+        profile.path(),
+        &["--virtual-time-budget=5000", "--dump-dom"],
+        &format!("{base}/dashboard"),
+    );
+    // The page and its assets loaded without a token; the data did not.
+    assert!(dom.contains("<title>allot · operations</title>"), "{dom}");
+    assert!(dom.contains("data-state=\"auth\""), "{dom}");
+    assert_eq!(figure(&figures(&dom), "status").value, "auth");
+    let form_tag = dom
+        .split("<form id=\"auth\"")
+        .nth(1)
+        .and_then(|rest| rest.split('>').next())
+        .unwrap_or_else(|| panic!("no token box:\n{dom}"));
+    assert!(
+        !form_tag.contains("hidden"),
+        "token box still hidden: {form_tag}"
+    );
+    assert!(
+        !figures(&dom).iter().any(|f| f.name == "decisions.total"),
+        "figures shown without the API's data"
+    );
 }
