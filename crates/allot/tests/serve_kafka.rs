@@ -249,7 +249,7 @@ fn stages_as_processes_survive_sigkill_and_write_the_expected_owners() {
 
     let create = |i: usize| {
         let (country, sf_owner, hs_owner) = COUNTRIES[i % COUNTRIES.len()];
-        let (body, owner) = if i % 2 == 0 {
+        let (body, owner) = if i.is_multiple_of(2) {
             (
                 json!({"crm": "salesforce", "object": "lead", "fields": {
                     "LastName": format!("Lead{i}"), "Company": format!("Company {i}"),

@@ -35,6 +35,23 @@ pub struct Args {
     chunk: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// End to end: leads created in the built-in CRM emulator, owners
+    /// written back to it; latency is creation → owner written.
+    #[arg(long)]
+    e2e: bool,
+    /// With --e2e: run the ingest, assign and write stages over the
+    /// Kafka-protocol broker at this address instead of the embedded log.
+    #[arg(long, requires = "e2e")]
+    broker: Option<String>,
+    /// With --e2e: how long a partial write batch waits for more changes.
+    #[arg(long, default_value_t = 20)]
+    linger_ms: u64,
+    /// With --e2e: the rules (they must name the emulator's users).
+    #[arg(long, default_value = "config/rules.toml")]
+    rules: std::path::PathBuf,
+    /// With --e2e: the emulator's seed.
+    #[arg(long, default_value = "config/emulator-seed.json")]
+    seed_file: std::path::PathBuf,
 }
 
 /// A Salesforce CDC CREATE event (CometD shape) for generated lead `i`.
@@ -50,7 +67,7 @@ fn cdc(seed: u64, i: u64) -> String {
     .to_string()
 }
 
-fn rss_mb() -> f64 {
+pub fn rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
@@ -60,6 +77,18 @@ fn rss_mb() -> f64 {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    if a.e2e {
+        return super::loadgen_e2e::run(super::loadgen_e2e::E2e {
+            records: a.events,
+            rate: a.rate,
+            broker: a.broker,
+            chunk: a.chunk,
+            linger_ms: a.linger_ms,
+            rules: a.rules,
+            seed_file: a.seed_file,
+            seed: a.seed,
+        });
+    }
     let dir = tempfile::tempdir()?;
     let store = Arc::new(Store::open(dir.path()).map_err(|e| anyhow::anyhow!("{e}"))?);
     let rules = Arc::new(

@@ -7,6 +7,7 @@ pub mod demo;
 pub mod emulator;
 pub mod gen;
 pub mod loadgen;
+pub mod loadgen_e2e;
 pub mod realign;
 pub mod replay;
 pub mod run;

@@ -313,13 +313,22 @@ pub fn clients(cfg: &AppConfig, secrets: &Secrets) -> anyhow::Result<Vec<CrmClie
         true => format!("http://{}", cfg.emulator.listen),
         false => cfg.emulator.url.trim_end_matches('/').to_string(),
     };
-    Ok(emulator_clients(&url, &EmulatorOptions::default(), cfg))
+    Ok(emulator_clients(
+        &url,
+        &EmulatorOptions::default(),
+        &cfg.ingest.salesforce_client_id,
+    ))
 }
 
-/// Clients of both CRMs of an emulator at `url` started with `opts`.
-pub fn emulator_clients(url: &str, opts: &EmulatorOptions, cfg: &AppConfig) -> Vec<CrmClient> {
+/// Clients of both CRMs of an emulator at `url` started with `opts`; the
+/// Salesforce writes carry `Sforce-Call-Options: client=<call_options_client>`.
+pub fn emulator_clients(
+    url: &str,
+    opts: &EmulatorOptions,
+    call_options_client: &str,
+) -> Vec<CrmClient> {
     let sf = SalesforceConfig {
-        call_options_client: cfg.ingest.salesforce_client_id.clone(),
+        call_options_client: call_options_client.to_string(),
         ..SalesforceConfig::new(
             url,
             SalesforceAuth::ClientCredentials {

@@ -1,0 +1,434 @@
+//! `allot loadgen --e2e`: leads created in the built-in CRM emulator (at a
+//! set rate or as fast as possible) travel the whole way — the emulator's
+//! Salesforce CDC events into the embedded log, or onto a raw topic of a
+//! Kafka-protocol broker through the ingest, assign and write stages — until
+//! their new owner is written back to the emulator's REST API. The write is
+//! seen as the change event the emulator emits for it, so the latency
+//! printed is creation in the CRM → owner written in the CRM.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use allot_bus::{KafkaConfig, KafkaSink, KafkaSource};
+use allot_core::{Crm, ObjectKind, Value as Field};
+use allot_emulator::{Emulator, EmulatorOptions, EventSink, Seed, UpsertRecord};
+use allot_rules::{gen, RuleSet};
+use allot_services::embedded::EmbeddedIngest;
+use allot_services::hydrate::Hydrator;
+use allot_services::metrics::Metrics;
+use allot_services::pipeline::{EchoConfig, FieldMaps, Pipeline};
+use allot_services::raw::{RawEntry, RAW_LOG};
+use allot_services::stages::{self, assign::AssignStage, ingest::IngestStage, write::WriteStage};
+use allot_services::writer::WriterConfig;
+use allot_store::Store;
+use serde_json::{Map, Value};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+
+/// What `allot loadgen --e2e` is asked to do.
+pub struct E2e {
+    pub records: u64,
+    pub rate: u64,
+    pub broker: Option<String>,
+    pub chunk: usize,
+    pub linger_ms: u64,
+    pub rules: PathBuf,
+    pub seed_file: PathBuf,
+    pub seed: u64,
+}
+
+fn err(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+/// Creation and write-back instants per record id.
+#[derive(Default)]
+struct Clock {
+    created: HashMap<String, Instant>,
+    written: HashMap<String, Instant>,
+}
+
+/// The record id and whether it is allot's own write, of a CDC event body.
+fn classify(body: &[u8]) -> Option<(String, bool)> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let h = &v["payload"]["ChangeEventHeader"];
+    let id = h["recordIds"].get(0)?.as_str()?.to_string();
+    let own = h["changeType"] == "UPDATE"
+        && h["changeOrigin"]
+            .as_str()
+            .is_some_and(|o| o.contains("client=allot"));
+    Some((id, own))
+}
+
+/// A lead's REST fields, from generated record `i`.
+fn lead(seed: u64, i: u64) -> Map<String, Value> {
+    let r = gen::record(seed, i, ObjectKind::Lead);
+    let text = |k: &str| match r.fields.get(k) {
+        Some(Field::Str(s)) => Value::from(s.as_str()),
+        Some(Field::Num(n)) if n.fract() == 0.0 => Value::from(*n as i64),
+        Some(Field::Num(n)) => Value::from(*n),
+        _ => Value::Null,
+    };
+    let mut m = Map::new();
+    m.insert("LastName".into(), format!("Load{i}").into());
+    m.insert("Company".into(), text("company"));
+    m.insert("Country".into(), text("country"));
+    m.insert("PostalCode".into(), text("postal_code"));
+    m.insert("Industry".into(), text("industry"));
+    m.insert("NumberOfEmployees".into(), text("employees"));
+    m.insert("Email".into(), format!("lead{i}@load{i}.example").into());
+    m
+}
+
+pub fn run(a: E2e) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(drive(a))
+}
+
+async fn drive(a: E2e) -> anyhow::Result<ExitCode> {
+    let dir = tempfile::tempdir()?;
+    let text = std::fs::read_to_string(&a.rules)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.rules.display()))?;
+    let rules = Arc::new(RuleSet::from_toml(&text, &a.rules.display().to_string()).map_err(err)?);
+    let seed = Seed::load(&a.seed_file).map_err(err)?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let opts = EmulatorOptions {
+        events: EventSink::Channel(tx),
+        salesforce_daily_quota: 10_000_000,
+        ..EmulatorOptions::default()
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let emulator = Emulator::new(seed, opts.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |rx: &watch::Receiver<bool>| {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let mut tasks = vec![tokio::spawn({
+        let (e, stop) = (emulator.clone(), stopped(&stop_rx));
+        async move {
+            let _ = e.serve(listener, stop).await;
+        }
+    })];
+    let clients = super::serve::emulator_clients(&url, &opts, "allot");
+    let metrics = Metrics::new();
+    let writer_cfg = WriterConfig {
+        linger_ms: a.linger_ms,
+        ..WriterConfig::default()
+    };
+    let clock = Arc::new(Mutex::new(Clock::default()));
+
+    // Where the emulator's change events go: the embedded log, or a raw topic.
+    let topics = format!("loadgen-{}", std::process::id());
+    let raw_topic = format!("{topics}.raw");
+    type Forward = Box<dyn Fn(Vec<(Vec<u8>, String)>) + Send + Sync>;
+    let forward: Forward = match &a.broker {
+        None => {
+            let store = Arc::new(Store::open(dir.path()).map_err(err)?);
+            let pipeline = Pipeline::new(
+                store.clone(),
+                rules.clone(),
+                FieldMaps::default(),
+                EchoConfig::new("allot", None),
+                Hydrator::Off,
+                metrics.clone(),
+            )?;
+            let ready = Arc::new(Notify::new());
+            let ingest = EmbeddedIngest {
+                store: store.clone(),
+                pipeline,
+                outbox_ready: ready.clone(),
+                max_chunk: a.chunk,
+                sla: None,
+            };
+            tasks.push(tokio::spawn({
+                let stop = stopped(&stop_rx);
+                async move {
+                    if let Err(e) = ingest.run(stop).await {
+                        eprintln!("loadgen: ingest stopped: {e}");
+                    }
+                }
+            }));
+            tasks.push(super::run_writer::spawn(
+                store.clone(),
+                clients,
+                rules.clone(),
+                writer_cfg,
+                &metrics,
+                ready,
+                stopped(&stop_rx),
+            )?);
+            // As the webhook endpoint does: whatever arrived together, one append.
+            Box::new(move |events| {
+                let now = allot_services::now_ms();
+                let entries: Vec<Vec<u8>> = events
+                    .into_iter()
+                    .filter_map(|(body, _)| {
+                        serde_json::to_vec(&RawEntry {
+                            v: 1,
+                            format: "salesforce".into(),
+                            source: "loadgen".into(),
+                            received_at: now,
+                            body: String::from_utf8_lossy(&body).into_owned(),
+                        })
+                        .ok()
+                    })
+                    .collect();
+                if let Err(e) = store.log(RAW_LOG).append_batch(&entries) {
+                    eprintln!("loadgen: cannot log events: {e}");
+                }
+            })
+        }
+        Some(bootstrap) => {
+            let bus = |group: &str| KafkaConfig {
+                session_timeout_ms: 6_000,
+                heartbeat_interval_ms: 1_000,
+                ..KafkaConfig::new(bootstrap, &format!("{topics}-{group}"))
+            };
+            let (events, decisions, dlq) = (
+                format!("{topics}.events"),
+                format!("{topics}.decisions"),
+                format!("{topics}.dlq"),
+            );
+            allot_bus::ensure_topics_with(
+                &bus("admin"),
+                &[
+                    (raw_topic.as_str(), 3),
+                    (events.as_str(), 3),
+                    (decisions.as_str(), 3),
+                    (dlq.as_str(), 1),
+                ],
+                allot_bus::BROKER_DEFAULT_REPLICATION,
+            )
+            .await
+            .map_err(err)?;
+            let open = |name: &str| -> anyhow::Result<Arc<Store>> {
+                let p = dir.path().join(name);
+                std::fs::create_dir_all(&p)?;
+                Ok(Arc::new(Store::open(&p).map_err(err)?))
+            };
+            let sink = KafkaSink::new(&bus("producer")).map_err(err)?;
+            let linger = Duration::from_millis(5);
+            let ingest = IngestStage {
+                store: open("ingest")?,
+                source: KafkaSource::subscribe(&bus("ingest"), &[&raw_topic]).map_err(err)?,
+                sink: sink.clone(),
+                events_topic: events.clone(),
+                dlq_topic: dlq.clone(),
+                formats: HashMap::from([(raw_topic.clone(), allot_events::Format::SalesforceCdc)]),
+                metrics: metrics.clone(),
+            };
+            let assign_store = open("assign")?;
+            let pipeline = Pipeline::new(
+                assign_store,
+                rules.clone(),
+                FieldMaps::default(),
+                EchoConfig::new("allot", None),
+                Hydrator::Off,
+                metrics.clone(),
+            )?;
+            let assign = AssignStage::new(
+                pipeline,
+                KafkaSource::subscribe(&bus("assign"), &[&events]).map_err(err)?,
+                sink.clone(),
+                &decisions,
+                &dlq,
+                None,
+            );
+            let write_store = open("write")?;
+            let ready = Arc::new(Notify::new());
+            let write = WriteStage {
+                store: write_store.clone(),
+                source: KafkaSource::subscribe(&bus("write"), &[&decisions]).map_err(err)?,
+                sink: sink.clone(),
+                dlq_topic: dlq.clone(),
+                metrics: metrics.clone(),
+                outbox_ready: ready.clone(),
+            };
+            for t in [
+                tokio::spawn(stages::run(ingest, a.chunk, linger, stopped(&stop_rx))),
+                tokio::spawn(stages::run(assign, a.chunk, linger, stopped(&stop_rx))),
+                tokio::spawn(stages::run(write, a.chunk, linger, stopped(&stop_rx))),
+            ] {
+                tasks.push(tokio::spawn(async move {
+                    if let Ok(Err(e)) = t.await {
+                        eprintln!("loadgen: stage stopped: {e}");
+                    }
+                }));
+            }
+            tasks.push(super::run_writer::spawn(
+                write_store,
+                clients,
+                rules.clone(),
+                writer_cfg,
+                &metrics,
+                ready,
+                stopped(&stop_rx),
+            )?);
+            let topic = raw_topic.clone();
+            let handle = tokio::runtime::Handle::current();
+            Box::new(move |events| {
+                for (body, key) in events {
+                    let (sink, topic) = (sink.clone(), topic.clone());
+                    handle.spawn(async move {
+                        if let Err(e) = sink.send(&topic, key.as_bytes(), &body, &[]).await {
+                            eprintln!("loadgen: cannot produce an event: {e}");
+                        }
+                    });
+                }
+            })
+        }
+    };
+
+    // Every change event the emulator emits: passed on (echoes included, as
+    // a connector would), and allot's own writes timed.
+    tasks.push(tokio::spawn({
+        let clock = clock.clone();
+        async move {
+            while let Some(first) = rx.recv().await {
+                let mut got = vec![first];
+                while got.len() < 1_000 {
+                    match rx.try_recv() {
+                        Ok(ev) => got.push(ev),
+                        Err(_) => break,
+                    }
+                }
+                let now = Instant::now();
+                let mut out = Vec::with_capacity(got.len());
+                for ev in got.into_iter().filter(|e| e.crm == Crm::Salesforce) {
+                    if let Some((id, true)) = classify(&ev.body) {
+                        clock
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .written
+                            .entry(id)
+                            .or_insert(now);
+                    }
+                    out.push((ev.body, ev.key));
+                }
+                forward(out);
+            }
+        }
+    }));
+
+    // Create the leads, paced by the clock.
+    let started = Instant::now();
+    let mut made = 0u64;
+    while made < a.records {
+        let owed = if a.rate == 0 {
+            a.records
+        } else {
+            ((started.elapsed().as_secs_f64() * a.rate as f64) as u64 + 1).min(a.records)
+        };
+        while made < owed {
+            let view = emulator
+                .upsert_record(UpsertRecord {
+                    crm: Crm::Salesforce,
+                    object: ObjectKind::Lead,
+                    id: None,
+                    fields: lead(a.seed, made),
+                })
+                .map_err(err)?;
+            clock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .created
+                .insert(view.id, Instant::now());
+            made += 1;
+        }
+        if a.rate > 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    let created_in = started.elapsed();
+    eprintln!("loadgen: {made} leads created in {created_in:.1?}; waiting for their owners to be written …");
+    let deadline = Instant::now() + Duration::from_secs(120) + created_in * 2;
+    loop {
+        let done = {
+            let c = clock
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            c.created
+                .keys()
+                .filter(|k| c.written.contains_key(*k))
+                .count()
+        };
+        if done as u64 >= a.records || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stats = emulator.stats();
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+    }
+
+    let c = clock
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut lat: Vec<Duration> = c
+        .created
+        .iter()
+        .filter_map(|(id, t0)| Some(c.written.get(id)?.saturating_duration_since(*t0)))
+        .collect();
+    lat.sort();
+    let last = c.written.values().max().copied().unwrap_or(started);
+    let secs = last
+        .saturating_duration_since(started)
+        .as_secs_f64()
+        .max(1e-9);
+    let written = lat.len();
+    let calls = stats.calls.get("sf.composite").copied().unwrap_or(0);
+    let updated = stats.records_updated.salesforce;
+    println!(
+        "loadgen: end to end ({}), {} rules version {}, chunk {}, writer linger {} ms",
+        if a.broker.is_some() {
+            "stages over the broker"
+        } else {
+            "embedded"
+        },
+        a.rules.display(),
+        rules.version,
+        a.chunk,
+        a.linger_ms
+    );
+    println!("  leads created      {}", a.records);
+    println!("  owners written     {written}");
+    println!("  seconds            {secs:.2}  (first creation → last owner written)");
+    println!("  records/s          {:.0}", written as f64 / secs);
+    if !lat.is_empty() {
+        let p = |q: f64| lat[((lat.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1000.0;
+        println!(
+            "  latency ms         p50 {:.1}  p90 {:.1}  p99 {:.1}  max {:.1}  (created in the CRM → owner written in the CRM)",
+            p(0.5),
+            p(0.9),
+            p(0.99),
+            p(1.0)
+        );
+    }
+    println!(
+        "  CRM write calls    {calls}  ({:.1} changes per call, {} records updated, {} rejected, {} rate-limited)",
+        updated as f64 / calls.max(1) as f64,
+        updated,
+        stats.records_rejected.salesforce,
+        stats.rate_limited.salesforce
+    );
+    println!("  RSS MB             {:.0}", super::loadgen::rss_mb());
+    if (written as u64) < a.records {
+        eprintln!(
+            "loadgen: only {written} of {} owners written before the deadline",
+            a.records
+        );
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}
