@@ -18,9 +18,25 @@ use crate::metrics::Metrics;
 pub struct ApiState {
     pub store: Arc<Store>,
     pub metrics: Metrics,
+    /// Auth, control commands and compiled rules of the admin routes.
+    pub admin: crate::admin::AdminCtx,
 }
 
+impl ApiState {
+    /// Auth off, no pipeline owner to command (reads only).
+    pub fn new(store: Arc<Store>, metrics: Metrics) -> ApiState {
+        ApiState {
+            store,
+            metrics,
+            admin: crate::admin::AdminCtx::default(),
+        }
+    }
+}
+
+/// Every API route: read side, admin, dashboard; auth over everything
+/// under `/api/` (see [`crate::admin::auth`]).
 pub fn router(state: ApiState) -> Router {
+    let layer = axum::middleware::from_fn_with_state(state.clone(), crate::admin::auth::layer);
     Router::new()
         .route(
             "/healthz",
@@ -33,6 +49,7 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state.clone())
         .merge(crate::admin::router(state.clone()))
         .merge(crate::dashboard::router(state))
+        .layer(layer)
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

@@ -11,6 +11,7 @@ use allot_store::Store;
 use tokio::sync::Notify;
 use tracing::info;
 
+use crate::control::{Controller, Envelope};
 use crate::pipeline::{Payload, Pipeline, Staged};
 use crate::raw::{DeadLetter, RawEntry, DLQ_LOG, INGEST_GROUP, RAW_LOG};
 use crate::ServiceError;
@@ -25,6 +26,9 @@ pub struct EmbeddedIngest {
     pub max_chunk: usize,
     /// SLA re-routing, when enabled; checked every `scan_interval_secs`.
     pub sla: Option<crate::sla::SlaConfig>,
+    /// Commands from the admin API, rule switches and realignment; applied
+    /// between chunks. `None` runs the rules the pipeline was built with.
+    pub control: Option<Controller>,
 }
 
 /// Counts of one committed chunk, for callers that report progress.
@@ -48,7 +52,11 @@ impl EmbeddedIngest {
         );
         let mut sla_from = crate::now_ms() - 24 * 3_600_000;
         let mut next_sla = tokio::time::Instant::now();
+        if let Some(c) = self.control.as_mut() {
+            c.start(&mut self.pipeline, crate::now_ms())?;
+        }
         loop {
+            self.control_step(crate::now_ms()).await?;
             if let Some(cfg) = self.sla.clone().filter(|c| c.enabled) {
                 if tokio::time::Instant::now() >= next_sla {
                     let now = crate::now_ms();
@@ -64,9 +72,18 @@ impl EmbeddedIngest {
             if report.entries > 0 {
                 continue;
             }
+            let busy = self.control.as_ref().is_some_and(Controller::busy);
+            let idle = Duration::from_millis(if busy { 100 } else { 1000 });
+            let command = async {
+                match self.control.as_mut() {
+                    Some(c) => c.next().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = log.changed(generation) => {}
-                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = tokio::time::sleep(idle) => {}
+                Some(envelope) = command => self.command(envelope, crate::now_ms()).await?,
                 _ = &mut shutdown => break,
             }
         }
@@ -91,6 +108,59 @@ impl EmbeddedIngest {
             self.outbox_ready.notify_one();
         }
         Ok(n)
+    }
+
+    /// Applies waiting commands, switches rules when a scheduled version
+    /// became effective, and re-decides the records the realignment's pace
+    /// allows at `now`; each committed before the next.
+    pub async fn control_step(&mut self, now: allot_core::Millis) -> Result<usize, ServiceError> {
+        let Some(c) = self.control.as_mut() else {
+            return Ok(0);
+        };
+        let mut waiting = Vec::new();
+        while let Some(e) = c.try_next() {
+            waiting.push(e);
+        }
+        c.maybe_sync(&mut self.pipeline, now)?;
+        for e in waiting {
+            self.command(e, now).await?;
+        }
+        let Some(c) = self.control.as_mut() else {
+            return Ok(0);
+        };
+        let staged = c.realign_paced(&mut self.pipeline, now)?;
+        let moved = staged.changes.len();
+        self.commit_control(staged).await?;
+        Ok(moved)
+    }
+
+    /// Applies one command, commits its effects, then answers.
+    pub async fn command(
+        &mut self,
+        envelope: Envelope,
+        now: allot_core::Millis,
+    ) -> Result<(), ServiceError> {
+        let Some(c) = self.control.as_mut() else {
+            return Ok(());
+        };
+        let (staged, reply) = c.handle(&mut self.pipeline, &envelope.message, now)?;
+        self.commit_control(staged).await?;
+        if let Some(tx) = envelope.reply {
+            let _ = tx.send(reply);
+        }
+        Ok(())
+    }
+
+    async fn commit_control(&mut self, staged: Staged) -> Result<(), ServiceError> {
+        if staged.batch.is_empty() {
+            return Ok(());
+        }
+        let changed = !staged.changes.is_empty();
+        crate::pipeline::commit(&self.store, staged.batch, "control").await?;
+        if changed {
+            self.outbox_ready.notify_one();
+        }
+        Ok(())
     }
 
     /// Processes chunks until the log is drained; the totals.

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod control;
 pub mod dashboard;
 pub mod embedded;
 pub mod error;

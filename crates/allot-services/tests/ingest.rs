@@ -57,6 +57,7 @@ fn rig(store: Arc<Store>) -> Rig {
             max_reroutes: 2,
             ..Default::default()
         }),
+        control: None,
     };
     Rig { ingest, metrics }
 }

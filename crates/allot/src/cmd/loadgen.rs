@@ -113,6 +113,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         outbox_ready: Arc::new(Notify::new()),
         max_chunk: a.chunk,
         sla: None,
+        control: None,
     };
     let log = store.log(RAW_LOG);
     let entry = |i: u64| {

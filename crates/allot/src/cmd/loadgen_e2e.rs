@@ -148,6 +148,7 @@ async fn drive(a: E2e) -> anyhow::Result<ExitCode> {
                 outbox_ready: ready.clone(),
                 max_chunk: a.chunk,
                 sla: None,
+                control: None,
             };
             tasks.push(tokio::spawn({
                 let stop = stopped(&stop_rx);

@@ -88,6 +88,7 @@ pub fn run(a: Args, vars: HashMap<String, String>) -> anyhow::Result<ExitCode> {
         outbox_ready: Arc::new(Notify::new()),
         max_chunk: cfg.ingest.max_chunk,
         sla: None,
+        control: None,
     };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -271,6 +271,7 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
             outbox_ready: outbox_ready.clone(),
             max_chunk: cfg.ingest.max_chunk,
             sla: Some(cfg.sla.clone()).filter(|s| s.enabled),
+            control: None,
         };
         tasks.push(tokio::spawn({
             let stop = stopped(&stop_rx);
@@ -422,7 +423,7 @@ pub fn api_router(
     store: Arc<Store>,
     metrics: Metrics,
 ) -> anyhow::Result<axum::Router> {
-    Ok(api::router(ApiState { store, metrics }))
+    Ok(api::router(ApiState::new(store, metrics)))
 }
 
 pub fn real_clients(cfg: &AppConfig, secrets: &Secrets) -> anyhow::Result<Vec<CrmClient>> {
