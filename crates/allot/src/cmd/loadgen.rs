@@ -46,6 +46,9 @@ pub struct Args {
     /// With --e2e: how long a partial write batch waits for more changes.
     #[arg(long, default_value_t = 20)]
     linger_ms: u64,
+    /// With --broker: librdkafka `fetch.wait.max.ms` of the stages' consumers.
+    #[arg(long, default_value_t = 10)]
+    fetch_wait_ms: u64,
     /// With --e2e: the rules (they must name the emulator's users).
     #[arg(long, default_value = "config/rules.toml")]
     rules: std::path::PathBuf,
@@ -84,6 +87,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             broker: a.broker,
             chunk: a.chunk,
             linger_ms: a.linger_ms,
+            fetch_wait_ms: a.fetch_wait_ms,
             rules: a.rules,
             seed_file: a.seed_file,
             seed: a.seed,

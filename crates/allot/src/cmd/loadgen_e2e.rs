@@ -35,6 +35,7 @@ pub struct E2e {
     pub broker: Option<String>,
     pub chunk: usize,
     pub linger_ms: u64,
+    pub fetch_wait_ms: u64,
     pub rules: PathBuf,
     pub seed_file: PathBuf,
     pub seed: u64,
@@ -84,6 +85,12 @@ fn lead(seed: u64, i: u64) -> Map<String, Value> {
 }
 
 pub fn run(a: E2e) -> anyhow::Result<ExitCode> {
+    crate::telemetry::init(&crate::config::TelemetryCfg {
+        log_format: crate::config::LogFormat::Pretty,
+        level: "warn".into(),
+        otlp_endpoint: String::new(),
+        otlp_protocol: String::new(),
+    });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -189,9 +196,12 @@ async fn drive(a: E2e) -> anyhow::Result<ExitCode> {
             })
         }
         Some(bootstrap) => {
+            // Short fetch waits: each hop costs up to fetch.wait.max.ms on a
+            // broker that holds fetches for the whole wait.
             let bus = |group: &str| KafkaConfig {
                 session_timeout_ms: 6_000,
                 heartbeat_interval_ms: 1_000,
+                properties: [("fetch.wait.max.ms".to_string(), a.fetch_wait_ms.to_string())].into(),
                 ..KafkaConfig::new(bootstrap, &format!("{topics}-{group}"))
             };
             let (events, decisions, dlq) = (
