@@ -104,6 +104,13 @@ pub struct StoreCfg {
 #[serde(deny_unknown_fields)]
 pub struct RulesCfg {
     pub path: PathBuf,
+    /// Records re-decided per second after a rule version becomes active.
+    #[serde(default = "default_realign_rate")]
+    pub realign_rate_per_sec: u32,
+}
+
+fn default_realign_rate() -> u32 {
+    200
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -112,6 +119,19 @@ pub struct ApiCfg {
     pub listen: SocketAddr,
     #[serde(default)]
     pub public_url: String,
+    /// Who may call the admin API.
+    #[serde(default)]
+    pub auth: ApiAuthCfg,
+}
+
+/// API tokens (`name:role:token`, roles viewer < operator < admin) come from
+/// the variable `[secrets] api_tokens_env` names and/or the file here; with
+/// none, the API is open, which only a loopback `api.listen` allows.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiAuthCfg {
+    /// A file of `name:role:token` lines (mode 0600 advised); empty: none.
+    pub tokens_file: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -137,6 +157,13 @@ pub struct SecretsCfg {
     pub ingest_token_env: String,
     pub salesforce_client_secret_env: String,
     pub hubspot_token_env: String,
+    /// Admin API tokens, `name:role:token,...`.
+    #[serde(default = "default_api_tokens_env")]
+    pub api_tokens_env: String,
+}
+
+fn default_api_tokens_env() -> String {
+    "ALLOT_API_TOKENS".into()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -211,6 +238,8 @@ pub struct Secrets {
     pub ingest_token: Option<String>,
     pub salesforce_client_secret: Option<String>,
     pub hubspot_token: Option<String>,
+    /// `name:role:token,...` for the admin API.
+    pub api_tokens: Option<String>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -224,6 +253,7 @@ impl std::fmt::Debug for Secrets {
                 &set(&self.salesforce_client_secret),
             )
             .field("hubspot_token", &set(&self.hubspot_token))
+            .field("api_tokens", &set(&self.api_tokens))
             .finish()
     }
 }
@@ -280,6 +310,7 @@ pub fn load(
         ingest_token: secret(&cfg.secrets.ingest_token_env),
         salesforce_client_secret: secret(&cfg.secrets.salesforce_client_secret_env),
         hubspot_token: secret(&cfg.secrets.hubspot_token_env),
+        api_tokens: secret(&cfg.secrets.api_tokens_env),
     };
     Ok((cfg, secrets))
 }

@@ -16,7 +16,9 @@ use allot_crm::{
 };
 use allot_emulator::{Emulator, EmulatorOptions, EventSink, Seed};
 use allot_rules::RuleSet;
+use allot_services::admin::{AdminCtx, Auth};
 use allot_services::api::{self, ApiState};
+use allot_services::control::{ControlHandle, Controller};
 use allot_services::embedded::EmbeddedIngest;
 use allot_services::hydrate::Hydrator;
 use allot_services::kafka::KafkaIngest;
@@ -88,17 +90,12 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
     let rules_text = std::fs::read_to_string(&cfg.rules.path)
         .with_context(|| format!("cannot read rules {}", cfg.rules.path.display()))?;
     let origin = cfg.rules.path.display().to_string();
-    let rules = Arc::new(
-        RuleSet::from_toml(&rules_text, &origin)
-            .map_err(|e| anyhow::anyhow!("invalid rules:\n{e}"))?,
-    );
-    for w in &rules.warnings {
+    let file_rules = RuleSet::from_toml(&rules_text, &origin)
+        .map_err(|e| anyhow::anyhow!("invalid rules:\n{e}"))?;
+    for w in &file_rules.warnings {
         warn!(warning = %w.render(&origin), "rules");
     }
-    let now = allot_services::now_ms();
-    store
-        .put_rule_version(&rules.version, &rules_text, now, Some("startup"))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rules = Arc::new(rules_in_force(&store, file_rules, &rules_text, &origin)?);
     let metrics = Metrics::new();
     let kafka_mode = cfg.kafka.enabled;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -229,6 +226,8 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
         metrics.clone(),
     )?;
     let outbox_ready = Arc::new(Notify::new());
+    let mut control =
+        ControlHandle::Unavailable("in Kafka mode the pipeline owner takes no commands yet".into());
     if kafka_mode {
         let k = &cfg.kafka;
         let mut topics: Vec<(&str, i32)> = k
@@ -271,7 +270,15 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
             outbox_ready: outbox_ready.clone(),
             max_chunk: cfg.ingest.max_chunk,
             sla: Some(cfg.sla.clone()).filter(|s| s.enabled),
-            control: None,
+            control: {
+                let (handle, inbox) = ControlHandle::channel();
+                control = handle;
+                Some(Controller::new(
+                    Some(inbox),
+                    rules.clone(),
+                    cfg.rules.realign_rate_per_sec,
+                ))
+            },
         };
         tasks.push(tokio::spawn({
             let stop = stopped(&stop_rx);
@@ -337,8 +344,8 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
     if hooks.hubspot_secret.is_none() {
         warn!("no HubSpot client secret: webhook signatures are NOT checked");
     }
-    let app =
-        api_router(&cfg, &secrets, store.clone(), metrics.clone())?.merge(webhooks::router(hooks));
+    let app = api_router_with(&cfg, &secrets, store.clone(), metrics.clone(), control)?
+        .merge(webhooks::router(hooks));
     tasks.push(tokio::spawn({
         let stop = stopped(&stop_rx);
         async move {
@@ -418,12 +425,97 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
 /// The API (admin, read side, dashboard) over `store`: the one place its
 /// state is assembled, for `allot run` and `allot serve api`.
 pub fn api_router(
-    _cfg: &AppConfig,
-    _secrets: &Secrets,
+    cfg: &AppConfig,
+    secrets: &Secrets,
     store: Arc<Store>,
     metrics: Metrics,
 ) -> anyhow::Result<axum::Router> {
-    Ok(api::router(ApiState::new(store, metrics)))
+    let control = ControlHandle::Unavailable(
+        "this process does not run the pipeline (rules and reps change through allot run)".into(),
+    );
+    api_router_with(cfg, secrets, store, metrics, control)
+}
+
+/// [`api_router`] with the pipeline owner's command channel.
+pub fn api_router_with(
+    cfg: &AppConfig,
+    secrets: &Secrets,
+    store: Arc<Store>,
+    metrics: Metrics,
+    control: ControlHandle,
+) -> anyhow::Result<axum::Router> {
+    let auth = api_auth(cfg, secrets)?;
+    Ok(api::router(ApiState {
+        store,
+        metrics,
+        admin: AdminCtx::new(auth, control),
+    }))
+}
+
+/// API tokens from `$<secrets.api_tokens_env>` and `api.auth.tokens_file`.
+/// Without any, the API is open: allowed only on a loopback `api.listen`.
+pub fn api_auth(cfg: &AppConfig, secrets: &Secrets) -> anyhow::Result<Auth> {
+    let mut spec = secrets.api_tokens.clone().unwrap_or_default();
+    let file = &cfg.api.auth.tokens_file;
+    if !file.is_empty() {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("api.auth.tokens_file: cannot read {file}"))?;
+        spec.push('\n');
+        spec.push_str(&text);
+    }
+    let auth = Auth::parse(&spec).map_err(|e| {
+        anyhow::anyhow!(
+            "API tokens (${} and api.auth.tokens_file): {e}",
+            cfg.secrets.api_tokens_env
+        )
+    })?;
+    if auth.enabled() {
+        info!(tokens = auth.names().len(), "api auth on");
+    } else if cfg.api.listen.ip().is_loopback() {
+        warn!("no API tokens configured: the admin API is open to anyone on this machine");
+    } else {
+        anyhow::bail!(
+            "api.listen {} is not a loopback address and no API tokens are configured: set ${} \
+             (name:role:token,... with roles viewer, operator, admin) or api.auth.tokens_file",
+            cfg.api.listen,
+            cfg.secrets.api_tokens_env
+        );
+    }
+    Ok(auth)
+}
+
+/// The rules to start with. The file's version is stored and activated when
+/// the store does not know it (a new file is a new version); otherwise the
+/// version active in the store stays in force (one activated or rolled back
+/// through the API survives restarts).
+fn rules_in_force(
+    store: &Store,
+    file: RuleSet,
+    text: &str,
+    origin: &str,
+) -> anyhow::Result<RuleSet> {
+    let e = |e: allot_store::StoreError| anyhow::anyhow!("{e}");
+    let now = allot_services::now_ms();
+    match store.rule_version(&file.version).map_err(e)? {
+        Some(v) if v.toml != text => anyhow::bail!(
+            "{origin}: version {:?} is stored with different text; rule versions are immutable: change `version` in the file",
+            file.version
+        ),
+        Some(_) if store.active_rule_version(now).map_err(e)?.is_some() => {}
+        _ => store
+            .put_rule_version(&file.version, text, now, Some("startup"))
+            .map_err(e)?,
+    }
+    let active = store
+        .active_rule_version(now)
+        .map_err(e)?
+        .context("no rule version is active")?;
+    if active.version_id == file.version {
+        return Ok(file);
+    }
+    info!(version = %active.version_id, file = %file.version, "rules from the store, not the file");
+    RuleSet::from_toml(&active.toml, &active.version_id)
+        .map_err(|err| anyhow::anyhow!("stored rule version {}:\n{err}", active.version_id))
 }
 
 pub fn real_clients(cfg: &AppConfig, secrets: &Secrets) -> anyhow::Result<Vec<CrmClient>> {
@@ -455,4 +547,39 @@ pub fn real_clients(cfg: &AppConfig, secrets: &Secrets) -> anyhow::Result<Vec<Cr
         ))?));
     }
     Ok(clients)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn cfg(vars: &[(&str, &str)]) -> (AppConfig, Secrets) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let vars = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        config::load(&dir, None, &vars).unwrap()
+    }
+
+    #[test]
+    fn api_tokens_from_the_environment_and_open_only_on_loopback() {
+        let (c, s) = cfg(&[("ALLOT_API_TOKENS", "ana:admin:0123456789")]);
+        assert_eq!(api_auth(&c, &s).unwrap().names().len(), 1);
+        let (c, s) = cfg(&[]);
+        assert!(!api_auth(&c, &s).unwrap().enabled());
+        let (c, s) = cfg(&[("ALLOT__API__LISTEN", "0.0.0.0:7700")]);
+        let e = api_auth(&c, &s).unwrap_err().to_string();
+        assert!(
+            e.contains("not a loopback address") && e.contains("$ALLOT_API_TOKENS"),
+            "{e}"
+        );
+        let (c, s) = cfg(&[("ALLOT_API_TOKENS", "ana:root:0123456789")]);
+        let e = api_auth(&c, &s).unwrap_err().to_string();
+        assert!(
+            e.contains("role \"root\"") && !e.contains("0123456789"),
+            "{e}"
+        );
+    }
 }
