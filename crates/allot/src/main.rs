@@ -51,6 +51,14 @@ enum Command {
     /// Check the layered configuration and print what is in force.
     #[command(subcommand)]
     Config(cmd::config_check::ConfigCmd),
+    /// Rule versions of a running allot: get, validate, push, dry-run, activate, roll back.
+    Rules(cmd::admin::Rules),
+    /// Why a record has its owner: its decisions with their explanations (from the API).
+    Explain(cmd::admin::Explain),
+    /// Reps of a running allot: availability, out of office, capacity, offboarding.
+    Reps(cmd::admin::Reps),
+    /// The admin audit of a running allot.
+    Admin(cmd::admin::Admin),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +76,10 @@ fn main() -> ExitCode {
         Command::Run(a) => cmd::run::run(a, std::env::vars().collect()),
         Command::Serve(a) => cmd::serve::run(a, std::env::vars().collect()),
         Command::Config(c) => cmd::config_check::run(c, std::env::vars().collect()),
+        Command::Rules(a) => cmd::admin::rules(a, std::env::vars().collect()),
+        Command::Explain(a) => cmd::admin::explain(a, std::env::vars().collect()),
+        Command::Reps(a) => cmd::admin::reps(a, std::env::vars().collect()),
+        Command::Admin(a) => cmd::admin::admin(a, std::env::vars().collect()),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod admin;
 pub mod check_owners;
 pub mod config_check;
 pub mod decode;
@@ -9,6 +10,7 @@ pub mod gen;
 pub mod loadgen;
 pub mod loadgen_e2e;
 pub mod realign;
+pub mod remote;
 pub mod replay;
 pub mod run;
 pub mod run_writer;
