@@ -10,17 +10,26 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use allot_core::{Crm, Decision, Millis, ObjectKind, OwnerChange, Record};
+use allot_core::{Millis, ObjectKind};
 use allot_rules::overrides::{with_overrides, RepOverride};
 use allot_rules::RuleSet;
 use allot_store::{JOB, OVERRIDE};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::pipeline::{Pipeline, Staged};
+
+mod handle;
+mod pace;
+mod redecide;
+
 use crate::ServiceError;
+pub use handle::{
+    ControlCommand, ControlError, ControlHandle, ControlInbox, ControlMessage, Envelope, Reply,
+};
+pub use pace::Pacer;
+pub use redecide::{owned_by, redecide};
 
 /// Version of the [`ControlMessage`] schema.
 pub const CONTROL_VERSION: u8 = 1;
@@ -28,105 +37,6 @@ pub const CONTROL_VERSION: u8 = 1;
 pub const REALIGN_JOB: &str = "realign";
 /// Job document naming the rule version the owner last switched to.
 const APPLIED: &str = "rules_applied";
-
-/// One change the pipeline owner applies.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "command", rename_all = "snake_case")]
-pub enum ControlCommand {
-    /// Activate a stored version from `effective_at` on (realigning then).
-    ActivateRules {
-        version_id: String,
-        effective_at: Millis,
-        by: String,
-    },
-    /// Replace a rep's override (an empty one removes it).
-    SetRepOverride {
-        rep: String,
-        #[serde(rename = "override")]
-        over: RepOverride,
-        by: String,
-    },
-    /// Deactivate a rep and re-decide their open records now.
-    Offboard { rep: String, by: String },
-}
-
-/// The versioned envelope of a command, as it would travel on a topic.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ControlMessage {
-    pub v: u8,
-    #[serde(flatten)]
-    pub command: ControlCommand,
-}
-
-/// What the owner answers: a JSON summary, or why it refused.
-pub type Reply = Result<Value, String>;
-
-/// A command in flight, with where to answer (when someone waits).
-pub struct Envelope {
-    pub message: ControlMessage,
-    pub reply: Option<oneshot::Sender<Reply>>,
-}
-
-/// Where commands go.
-#[derive(Clone)]
-pub enum ControlHandle {
-    /// To the owner in this process (`allot run`).
-    Embedded(mpsc::Sender<Envelope>),
-    /// No pipeline owner reachable from here; the text says why.
-    Unavailable(String),
-}
-
-impl Default for ControlHandle {
-    fn default() -> Self {
-        ControlHandle::Unavailable("no pipeline owner in this process".into())
-    }
-}
-
-/// The owner's end of an embedded channel.
-pub struct ControlInbox(mpsc::Receiver<Envelope>);
-
-impl ControlHandle {
-    /// An embedded channel.
-    pub fn channel() -> (ControlHandle, ControlInbox) {
-        let (tx, rx) = mpsc::channel(64);
-        (ControlHandle::Embedded(tx), ControlInbox(rx))
-    }
-
-    /// Sends `command` and waits for the owner's answer.
-    pub async fn request(&self, command: ControlCommand) -> Result<Value, ControlError> {
-        match self {
-            ControlHandle::Unavailable(why) => Err(ControlError::Unavailable(why.clone())),
-            ControlHandle::Embedded(tx) => {
-                let (reply, rx) = oneshot::channel();
-                let message = ControlMessage {
-                    v: CONTROL_VERSION,
-                    command,
-                };
-                tx.send(Envelope {
-                    message,
-                    reply: Some(reply),
-                })
-                .await
-                .map_err(|_| ControlError::Unavailable("the pipeline owner stopped".into()))?;
-                match rx.await {
-                    Ok(Ok(v)) => Ok(v),
-                    Ok(Err(e)) => Err(ControlError::Refused(e)),
-                    Err(_) => Err(ControlError::Unavailable(
-                        "the pipeline owner stopped before answering".into(),
-                    )),
-                }
-            }
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    #[error("control unavailable: {0}")]
-    Unavailable(String),
-    #[error("{0}")]
-    Refused(String),
-}
 
 /// Progress of re-deciding the known records after a rule version change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,37 +51,6 @@ pub struct RealignJob {
     pub scanned: u64,
     pub moved: u64,
     pub finished_at: Option<Millis>,
-}
-
-/// Grants work at `rate` items per second of (given) time, at most one
-/// second's worth at once, so a stall never turns into a burst.
-#[derive(Debug, Clone)]
-pub struct Pacer {
-    rate: u32,
-    tokens: f64,
-    last: Option<Millis>,
-}
-
-impl Pacer {
-    pub fn new(rate_per_sec: u32) -> Pacer {
-        Pacer {
-            rate: rate_per_sec.max(1),
-            tokens: 0.0,
-            last: None,
-        }
-    }
-
-    /// Items allowed now.
-    pub fn grant(&mut self, now: Millis) -> usize {
-        let last = *self.last.get_or_insert(now);
-        let elapsed = (now - last).max(0) as f64 / 1000.0;
-        self.last = Some(now);
-        let rate = f64::from(self.rate);
-        self.tokens = (self.tokens + elapsed * rate).min(rate);
-        let n = self.tokens.floor();
-        self.tokens -= n;
-        n as usize
-    }
 }
 
 /// The owner's side: base rules, overrides, the realignment job.
@@ -439,89 +318,9 @@ impl Controller {
     }
 }
 
-/// The live records `rep` owns, in store order.
-pub fn owned_by(store: &allot_store::Store, rep: &str) -> Result<Vec<Record>, ServiceError> {
-    let mut out = Vec::new();
-    for r in store.records() {
-        let (record, _) = r?;
-        if !record.deleted && record.owner.as_deref() == Some(rep) {
-            out.push(record);
-        }
-    }
-    Ok(out)
-}
-
-/// Decides `record` again under the pipeline's rules and state; when its
-/// owner changes, stages the state changes, the audited decision (with
-/// `reason` as its first explanation line) and the owner change. `None`
-/// when the owner stays.
-pub fn redecide(
-    p: &mut Pipeline,
-    out: &mut Staged,
-    mut record: Record,
-    reason: &str,
-    event_id: &str,
-    now: Millis,
-) -> Result<Option<Decision>, ServiceError> {
-    let outcome = allot_rules::decide(p.rules(), p.state(), &record, now);
-    let mut d = outcome.decision;
-    if !d.changed {
-        return Ok(None);
-    }
-    let applied = p
-        .store()
-        .record(record.object, &record.id)?
-        .and_then(|(_, k)| k);
-    p.apply_ops(&outcome.ops);
-    out.batch.apply_state_ops(&outcome.ops);
-    d.explanation.insert(0, reason.to_string());
-    p.metrics()
-        .decisions
-        .with_label_values(&[d.strategy.as_str(), "true"])
-        .inc();
-    out.batch.append_audit(&d);
-    let crm = record
-        .fields
-        .get("crm")
-        .and_then(|v| v.as_text())
-        .and_then(|c| match c.as_str() {
-            "salesforce" => Some(Crm::Salesforce),
-            "hubspot" => Some(Crm::Hubspot),
-            _ => None,
-        });
-    if let Some(change) = d.owner_change(event_id) {
-        let change = OwnerChange { crm, ..change };
-        out.batch.outbox_put(&change);
-        out.batch
-            .record_write(record.object, &record.id, &change.owner, now);
-        record.owner = Some(change.owner.clone());
-        record.owner_since = Some(now);
-        out.changes.push(change);
-    }
-    out.batch.put_record(&record, applied);
-    out.decisions.push(d.clone());
-    Ok(Some(d))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pacer_grants_the_rate_and_never_bursts() {
-        let mut p = Pacer::new(200);
-        let cases: [(Millis, usize); 6] = [
-            (1_000, 0),
-            (1_500, 100),
-            (1_505, 1),
-            (2_505, 200),
-            (60_000, 200),
-            (60_000, 0),
-        ];
-        for (now, want) in cases {
-            assert_eq!(p.grant(now), want, "at {now}");
-        }
-    }
 
     #[test]
     fn commands_are_versioned_json() {

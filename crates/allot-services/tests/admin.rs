@@ -330,6 +330,22 @@ async fn activation_can_be_scheduled() {
         v["message"].as_str().unwrap().starts_with("effective_at: "),
         "{v}"
     );
+    let (s, v) = call_owned(
+        &mut rig,
+        "POST",
+        "/api/rules/versions/v2/activate",
+        Some(ADMIN),
+        Some(r#"{"effective_at": -5}"#),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("would never take effect"),
+        "{v}"
+    );
     let at = rig.t0 + 3_600_000;
     let body = json!({ "effective_at": at }).to_string();
     let (s, v) = call_owned(

@@ -294,6 +294,12 @@ pub(crate) async fn activate(
             return Err(error(StatusCode::NOT_FOUND, format!("no rule version {vid:?}")));
         }
         let active = active_version(&store, now)?;
+        if effective_at < active.effective_at {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                format!("effective_at {} is before the effective time of the version in force ({}, {}): it would never take effect", allot_rules::iso(effective_at), active.version_id, allot_rules::iso(active.effective_at)),
+            ));
+        }
         if active.version_id == vid {
             return Ok(());
         }

@@ -1,0 +1,108 @@
+//! Commands to the pipeline owner and the channel they travel on.
+
+use allot_core::Millis;
+use allot_rules::overrides::RepOverride;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use super::CONTROL_VERSION;
+
+/// One change the pipeline owner applies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum ControlCommand {
+    /// Activate a stored version from `effective_at` on (realigning then).
+    ActivateRules {
+        version_id: String,
+        effective_at: Millis,
+        by: String,
+    },
+    /// Replace a rep's override (an empty one removes it).
+    SetRepOverride {
+        rep: String,
+        #[serde(rename = "override")]
+        over: RepOverride,
+        by: String,
+    },
+    /// Deactivate a rep and re-decide their open records now.
+    Offboard { rep: String, by: String },
+}
+
+/// The versioned envelope of a command, as it would travel on a topic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControlMessage {
+    pub v: u8,
+    #[serde(flatten)]
+    pub command: ControlCommand,
+}
+
+/// What the owner answers: a JSON summary, or why it refused.
+pub type Reply = Result<Value, String>;
+
+/// A command in flight, with where to answer (when someone waits).
+pub struct Envelope {
+    pub message: ControlMessage,
+    pub reply: Option<oneshot::Sender<Reply>>,
+}
+
+/// Where commands go.
+#[derive(Clone)]
+pub enum ControlHandle {
+    /// To the owner in this process (`allot run`).
+    Embedded(mpsc::Sender<Envelope>),
+    /// No pipeline owner reachable from here; the text says why.
+    Unavailable(String),
+}
+
+impl Default for ControlHandle {
+    fn default() -> Self {
+        ControlHandle::Unavailable("no pipeline owner in this process".into())
+    }
+}
+
+/// The owner's end of an embedded channel.
+pub struct ControlInbox(pub(crate) mpsc::Receiver<Envelope>);
+
+impl ControlHandle {
+    /// An embedded channel.
+    pub fn channel() -> (ControlHandle, ControlInbox) {
+        let (tx, rx) = mpsc::channel(64);
+        (ControlHandle::Embedded(tx), ControlInbox(rx))
+    }
+
+    /// Sends `command` and waits for the owner's answer.
+    pub async fn request(&self, command: ControlCommand) -> Result<Value, ControlError> {
+        match self {
+            ControlHandle::Unavailable(why) => Err(ControlError::Unavailable(why.clone())),
+            ControlHandle::Embedded(tx) => {
+                let (reply, rx) = oneshot::channel();
+                let message = ControlMessage {
+                    v: CONTROL_VERSION,
+                    command,
+                };
+                tx.send(Envelope {
+                    message,
+                    reply: Some(reply),
+                })
+                .await
+                .map_err(|_| ControlError::Unavailable("the pipeline owner stopped".into()))?;
+                match rx.await {
+                    Ok(Ok(v)) => Ok(v),
+                    Ok(Err(e)) => Err(ControlError::Refused(e)),
+                    Err(_) => Err(ControlError::Unavailable(
+                        "the pipeline owner stopped before answering".into(),
+                    )),
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("control unavailable: {0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Refused(String),
+}
