@@ -807,7 +807,9 @@ async fn openapi_describes_every_route_the_router_serves() {
         .collect();
     // Every documented route is served (not 404 or 405).
     for (method, path) in &documented {
-        let concrete = path.replace("{id}", "ana");
+        let concrete = path
+            .replace("{id}", "ana")
+            .replace("{file}", "dashboard.js");
         let body = (method != "GET" && method != "DELETE").then_some("{}");
         let (s, v) = call(&rig.app, method, &concrete, Some(ADMIN), body).await;
         assert!(
@@ -820,6 +822,7 @@ async fn openapi_describes_every_route_the_router_serves() {
     let sources = [
         include_str!("../src/api.rs"),
         include_str!("../src/admin/mod.rs"),
+        include_str!("../src/dashboard.rs"),
     ];
     let mut registered = BTreeSet::new();
     for src in sources {

@@ -48,12 +48,16 @@ const V: Option<&str> = Some("viewer");
 const O: Option<&str> = Some("operator");
 const A: Option<&str> = Some("admin");
 
-/// Every route of [`crate::api::router`] and [`super::router`].
+/// Every route of [`crate::api::router`], [`super::router`] and the dashboard's.
 pub const ROUTES: &[Route] = &[
     r("get", "/healthz", None, "Liveness", Body::None, &[]),
     r("get", "/readyz", None, "Readiness: the store answers", Body::None, &[]),
     r("get", "/metrics", None, "Prometheus metrics", Body::None, &[]),
     r("get", "/api/openapi.json", None, "This document", Body::None, &[]),
+    r("get", "/", None, "The operations dashboard (page)", Body::None, &[]),
+    r("get", "/dashboard", None, "The operations dashboard (page)", Body::None, &[]),
+    r("get", "/assets/{file}", None, "Dashboard assets, compiled in", Body::None, &[]),
+    r("get", "/api/overview", V, "Everything the dashboard shows, in one answer", Body::None, &[]),
     r("get", "/api/records/{id}/decisions", V, "Every decision about a record, with its explanation", Body::None,
         &[("from", "epoch ms, inclusive"), ("to", "epoch ms, exclusive")]),
     r("get", "/api/decisions/recent", V, "The newest decisions", Body::None, &[("limit", "at most 1000; default 50")]),
