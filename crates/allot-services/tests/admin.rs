@@ -95,7 +95,16 @@ async fn auth_answers_401_and_403_with_clear_bodies() {
             );
         }
     }
-    for path in ["/healthz", "/readyz", "/metrics", "/api/openapi.json"] {
+    // The dashboard's data is under /api/ too; its page is not.
+    let (s, _) = call(app, "GET", "/api/overview", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    for path in [
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/api/openapi.json",
+        "/dashboard",
+    ] {
         let (s, _) = call(app, "GET", path, None, None).await;
         assert_eq!(s, StatusCode::OK, "{path} is public");
     }
