@@ -189,12 +189,21 @@ fn burst_of(per_10s: u32, burst: Option<u32>) -> u32 {
         .clamp(1, per_10s.max(1))
 }
 
+/// Refilled at `(per_10s − burst) / 10 s` when the burst is small: a full
+/// bucket spent at once plus ten seconds of refill is then exactly the
+/// window's allowance, so a steady flow never runs into the window cap
+/// (which would stall it for a second or more, until the oldest sends age
+/// out). A burst of half the window or more asks for bursts on purpose: the
+/// bucket refills at the full rate and the window log caps it.
 fn bucket(per_10s: u32, burst: Option<u32>, now: u64) -> TokenBucket {
-    TokenBucket::new(
-        burst_of(per_10s, burst),
-        f64::from(per_10s) * 1000.0 / WINDOW_MS as f64,
-        now,
-    )
+    let capacity = burst_of(per_10s, burst);
+    let (refill, period) = if capacity.saturating_mul(2) >= per_10s {
+        (per_10s, WINDOW_MS)
+    } else {
+        // Over the window plus the guard the log keeps sends for.
+        (per_10s - capacity, WINDOW_MS + GUARD_MS)
+    };
+    TokenBucket::new(capacity, f64::from(refill) * 1000.0 / period as f64, now)
 }
 
 #[cfg(test)]
@@ -250,6 +259,26 @@ mod tests {
                 peak(&times)
             );
             assert!(times.len() >= total, "{calls}: only {}", times.len());
+        }
+    }
+
+    #[test]
+    fn a_greedy_flow_is_spread_and_never_stalls_on_the_window() {
+        // Default burst (a tenth of the window): after the first burst the
+        // sends come at the bucket's rate; no gap approaches the window's
+        // "wait until the oldest send ages out" stall.
+        for (calls, util) in [(200, 0.9), (100, 0.9), (190, 1.0)] {
+            let mut l = Limiter::new(Crm::Salesforce, &rate(calls, util, None), 0);
+            let times = sends(&mut l, 60_000);
+            let per_10s = l.per_10s();
+            let burst = u64::from(per_10s.div_ceil(10));
+            let interval = (WINDOW_MS + GUARD_MS) / (u64::from(per_10s) - burst);
+            let gap = times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+            assert!(
+                gap <= interval + 1,
+                "{calls}/{util}: gap {gap} ms, interval {interval} ms"
+            );
+            assert!(peak(&times) <= per_10s as usize);
         }
     }
 

@@ -46,6 +46,10 @@ pub struct Args {
     /// With --e2e: how long a partial write batch waits for more changes.
     #[arg(long, default_value_t = 20)]
     linger_ms: u64,
+    /// With --e2e: Salesforce calls per 10 s the writer paces to (default:
+    /// the writer's, 200).
+    #[arg(long)]
+    calls_per_10s: Option<u32>,
     /// With --broker: librdkafka `fetch.wait.max.ms` of the stages' consumers.
     #[arg(long, default_value_t = 10)]
     fetch_wait_ms: u64,
@@ -88,6 +92,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             chunk: a.chunk,
             linger_ms: a.linger_ms,
             fetch_wait_ms: a.fetch_wait_ms,
+            calls_per_10s: a.calls_per_10s,
             rules: a.rules,
             seed_file: a.seed_file,
             seed: a.seed,
