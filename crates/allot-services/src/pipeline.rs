@@ -462,9 +462,8 @@ impl Pipeline {
             record.owner_since = Some(now);
             out.changes.push(change);
         }
-        out.change_of.push(
-            (out.changes.len() > changes_before).then(|| out.changes.len() - 1),
-        );
+        out.change_of
+            .push((out.changes.len() > changes_before).then(|| out.changes.len() - 1));
         debug!(event_id = %event.event_id, record_id = %record.id, owner = ?d.owner, strategy = d.strategy.as_str(), "decided");
         out.decisions.push(d);
     }
