@@ -313,3 +313,42 @@ fn loadgen_prints_its_figures() {
         assert!(text.contains(want), "{want:?} not in:\n{text}");
     }
 }
+
+#[test]
+fn state_export_carries_rep_overrides_and_the_admin_audit() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("admin.jsonl");
+    let lines = [
+        r#"{"kind":"admin_doc","doc":"override","name":"0055f000001ADDDAA4","value":{"active":false}}"#,
+        r#"{"kind":"admin_audit","entry":{"v":1,"at":1764061200000,"who":"ana","role":"admin","action":"PUT /api/reps/0055f000001ADDDAA4/active","status":200,"detail":"inactive"}}"#,
+    ];
+    std::fs::write(&file, lines.join("\n") + "\n").expect("write");
+    let store = dir.path().join("s");
+    let store = store.to_str().expect("utf-8");
+    let out = allot_env(
+        &[
+            "state",
+            "import",
+            "--store",
+            store,
+            file.to_str().expect("utf-8"),
+        ],
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = allot_env(&["state", "export", "--store", store], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in lines {
+        let want: serde_json::Value = serde_json::from_str(line).expect("json");
+        assert!(
+            text.lines()
+                .any(|l| serde_json::from_str::<serde_json::Value>(l).ok() == Some(want.clone())),
+            "{line} missing from the export:\n{text}"
+        );
+    }
+}

@@ -71,6 +71,16 @@ enum Item {
     Decision {
         decision: Decision,
     },
+    /// Rep overrides, stored dry-runs and job progress (the admin API's).
+    AdminDoc {
+        doc: String,
+        name: String,
+        value: serde_json::Value,
+    },
+    /// Who changed what through the admin API.
+    AdminAudit {
+        entry: allot_store::AdminAuditEntry,
+    },
 }
 
 fn open(dir: &Dir) -> anyhow::Result<Store> {
@@ -136,6 +146,27 @@ fn export(store: &Store, out: Option<&str>) -> anyhow::Result<ExitCode> {
                 change: entry.change,
             },
         )?;
+    }
+    for doc in [
+        allot_store::OVERRIDE,
+        allot_store::DRY_RUN,
+        allot_store::JOB,
+    ] {
+        for (name, value) in store.admin_all::<serde_json::Value>(doc).map_err(e)? {
+            put(
+                &mut w,
+                Item::AdminDoc {
+                    doc: doc.to_string(),
+                    name,
+                    value,
+                },
+            )?;
+        }
+    }
+    let mut admin_audit = store.admin_audit(usize::MAX).map_err(e)?;
+    admin_audit.reverse();
+    for entry in admin_audit {
+        put(&mut w, Item::AdminAudit { entry })?;
     }
     let mut audit = store.recent_audit(usize::MAX).map_err(e)?;
     audit.reverse();
@@ -211,6 +242,13 @@ fn import(dir: &Dir, file: &str) -> anyhow::Result<ExitCode> {
             } => batch.put_rule_version(version_id, toml, *effective_at, activated_by.as_deref()),
             Item::Outbox { change } => batch.outbox_put(change),
             Item::Decision { decision } => batch.append_audit(decision),
+            Item::AdminDoc { doc, name, value } => batch.admin_put(doc, name, value.clone()),
+            Item::AdminAudit { entry } => {
+                store
+                    .append_admin_audit(entry)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                &mut batch
+            }
         };
         n += 1;
         if batch.len() >= 5_000 {
