@@ -430,11 +430,28 @@ impl Pipeline {
     }
 
     fn decide(&mut self, out: &mut Staged, record: &mut Record, event: &ChangeEvent, now: Millis) {
-        let changes_before = out.changes.len();
         let outcome = allot_rules::decide(&self.rules, &self.state, record, now);
         self.state.apply(&outcome.ops);
         out.batch.apply_state_ops(&outcome.ops);
         let d = outcome.decision;
+        debug!(event_id = %event.event_id, record_id = %record.id, owner = ?d.owner, strategy = d.strategy.as_str(), "decided");
+        self.stage_decision(out, record, d, Some(event.source), &event.event_id, now);
+    }
+
+    /// Stages the effects of decision `d` about `record` (its state ops
+    /// already applied): counted, audited, and when the owner changes, the
+    /// owner change (in the outbox when it is local; always in the write
+    /// ledger, for echo detection) with `record` updated to the new owner.
+    /// Events, SLA re-routes, realignment and offboarding all end here.
+    pub fn stage_decision(
+        &mut self,
+        out: &mut Staged,
+        record: &mut Record,
+        d: Decision,
+        crm: Option<Crm>,
+        event_id: &str,
+        now: Millis,
+    ) {
         self.metrics
             .decisions
             .with_label_values(&[
@@ -447,11 +464,9 @@ impl Pipeline {
             .with_label_values(&[d.territory.as_deref().unwrap_or("(none)")])
             .inc();
         out.batch.append_audit(&d);
-        if let Some(change) = d.owner_change(&event.event_id) {
-            let change = OwnerChange {
-                crm: Some(event.source),
-                ..change
-            };
+        let mut change_of = None;
+        if let Some(change) = d.owner_change(event_id) {
+            let change = OwnerChange { crm, ..change };
             if self.local_outbox {
                 out.batch.outbox_put(&change);
             }
@@ -460,12 +475,20 @@ impl Pipeline {
             // The record is theirs from now on; the CRM's echo will agree.
             record.owner = Some(change.owner.clone());
             record.owner_since = Some(now);
+            change_of = Some(out.changes.len());
             out.changes.push(change);
         }
-        out.change_of
-            .push((out.changes.len() > changes_before).then(|| out.changes.len() - 1));
-        debug!(event_id = %event.event_id, record_id = %record.id, owner = ?d.owner, strategy = d.strategy.as_str(), "decided");
+        out.change_of.push(change_of);
         out.decisions.push(d);
+    }
+}
+
+/// The CRM a stored record came from (the `crm` field allot sets).
+pub fn crm_of(record: &Record) -> Option<Crm> {
+    match record.fields.get("crm")?.as_text()?.as_str() {
+        "salesforce" => Some(Crm::Salesforce),
+        "hubspot" => Some(Crm::Hubspot),
+        _ => None,
     }
 }
 

@@ -3,7 +3,7 @@
 //! it goes to the next eligible rep, at most a few times, with the reason in
 //! the audit trail.
 
-use allot_core::{Crm, Decision, Millis, ObjectKind, OwnerChange, StateOp};
+use allot_core::{Decision, Millis, ObjectKind, StateOp};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 
@@ -129,32 +129,11 @@ impl Pipeline {
         );
         self.apply_ops(&ops);
         out.batch.apply_state_ops(&ops);
-        out.batch.append_audit(&d);
-        let crm = record
-            .fields
-            .get("crm")
-            .and_then(|v| v.as_text())
-            .and_then(|c| match c.as_str() {
-                "salesforce" => Some(Crm::Salesforce),
-                "hubspot" => Some(Crm::Hubspot),
-                _ => None,
-            });
-        if let Some(change) = d.owner_change(&format!("sla:{}:{}", record.id, now)) {
-            let change = OwnerChange { crm, ..change };
-            if self.local_outbox() {
-                out.batch.outbox_put(&change);
-            }
-            out.batch
-                .record_write(record.object, &record.id, &change.owner, now);
-            record.owner = Some(change.owner.clone());
-            record.owner_since = Some(now);
-            out.changes.push(change);
-        }
         info!(record_id = %record.id, from = ?old, to = ?d.owner, "sla re-route");
+        let event_id = format!("sla:{}:{}", record.id, now);
+        let crm = crate::pipeline::crm_of(&record);
+        self.stage_decision(out, &mut record, d, crm, &event_id, now);
         out.batch.put_record(&record, applied);
-        out.change_of
-            .push(d.changed.then(|| out.changes.len().saturating_sub(1)));
-        out.decisions.push(d);
         Ok(())
     }
 }

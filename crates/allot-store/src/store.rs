@@ -132,7 +132,7 @@ pub(crate) struct Inner {
 }
 
 /// Page cache of a store opened with [`Store::open`].
-pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_CACHE_BYTES: u64 = 24 * 1024 * 1024;
 
 impl Store {
     /// Opens (or creates) the store in directory `path`, with a page cache

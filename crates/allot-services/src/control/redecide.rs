@@ -1,7 +1,7 @@
 //! Deciding a known record again, outside the event path, through the
 //! same effects as a decision made on an event.
 
-use allot_core::{Crm, Decision, Millis, OwnerChange, Record};
+use allot_core::{Decision, Millis, Record};
 
 use crate::pipeline::{Pipeline, Staged};
 use crate::ServiceError;
@@ -42,30 +42,8 @@ pub fn redecide(
     p.apply_ops(&outcome.ops);
     out.batch.apply_state_ops(&outcome.ops);
     d.explanation.insert(0, reason.to_string());
-    p.metrics()
-        .decisions
-        .with_label_values(&[d.strategy.as_str(), "true"])
-        .inc();
-    out.batch.append_audit(&d);
-    let crm = record
-        .fields
-        .get("crm")
-        .and_then(|v| v.as_text())
-        .and_then(|c| match c.as_str() {
-            "salesforce" => Some(Crm::Salesforce),
-            "hubspot" => Some(Crm::Hubspot),
-            _ => None,
-        });
-    if let Some(change) = d.owner_change(event_id) {
-        let change = OwnerChange { crm, ..change };
-        out.batch.outbox_put(&change);
-        out.batch
-            .record_write(record.object, &record.id, &change.owner, now);
-        record.owner = Some(change.owner.clone());
-        record.owner_since = Some(now);
-        out.changes.push(change);
-    }
+    let crm = crate::pipeline::crm_of(&record);
+    p.stage_decision(out, &mut record, d.clone(), crm, event_id, now);
     out.batch.put_record(&record, applied);
-    out.decisions.push(d.clone());
     Ok(Some(d))
 }

@@ -35,6 +35,9 @@ pub struct Args {
     chunk: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// The store's page cache, MiB (embedded mode).
+    #[arg(long, default_value_t = allot_store::DEFAULT_CACHE_BYTES / (1024 * 1024))]
+    cache_mb: u64,
     /// End to end: leads created in the built-in CRM emulator, owners
     /// written back to it; latency is creation → owner written.
     #[arg(long)]
@@ -99,7 +102,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         });
     }
     let dir = tempfile::tempdir()?;
-    let store = Arc::new(Store::open(dir.path()).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let store = Arc::new(
+        Store::open_with_cache(dir.path(), a.cache_mb * 1024 * 1024)
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
     let rules = Arc::new(
         RuleSet::from_toml(
             &gen::rules_toml(&gen::GenSpec::new(a.territories, a.seed)),

@@ -114,12 +114,7 @@ async fn drive(a: E2e) -> anyhow::Result<ExitCode> {
     let url = format!("http://{}", listener.local_addr()?);
     let emulator = Emulator::new(seed, opts.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |rx: &watch::Receiver<bool>| {
-        let mut rx = rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
+    let stopped = super::run::stopped;
     let mut tasks = vec![tokio::spawn({
         let (e, stop) = (emulator.clone(), stopped(&stop_rx));
         async move {
@@ -142,7 +137,8 @@ async fn drive(a: E2e) -> anyhow::Result<ExitCode> {
     let topics = format!("loadgen-{}", std::process::id());
     let raw_topic = format!("{topics}.raw");
     type Forward = Box<dyn Fn(Vec<(Vec<u8>, String)>) + Send + Sync>;
-    let forward: Forward = match &a.broker {
+    // Each mode gives its forwarder and the store (and wake-up) the writer works from.
+    let (forward, writer_store, ready): (Forward, Arc<Store>, Arc<Notify>) = match &a.broker {
         None => {
             let store = Arc::new(Store::open(dir.path()).map_err(err)?);
             let pipeline = Pipeline::new(
@@ -170,17 +166,9 @@ async fn drive(a: E2e) -> anyhow::Result<ExitCode> {
                     }
                 }
             }));
-            tasks.push(super::run_writer::spawn(
-                store.clone(),
-                clients,
-                rules.clone(),
-                writer_cfg,
-                &metrics,
-                ready,
-                stopped(&stop_rx),
-            )?);
+            let writer_store = store.clone();
             // As the webhook endpoint does: whatever arrived together, one append.
-            Box::new(move |events| {
+            let forward: Forward = Box::new(move |events| {
                 let now = allot_services::now_ms();
                 let entries: Vec<Vec<u8>> = events
                     .into_iter()
@@ -198,7 +186,8 @@ async fn drive(a: E2e) -> anyhow::Result<ExitCode> {
                 if let Err(e) = store.log(RAW_LOG).append_batch(&entries) {
                     eprintln!("loadgen: cannot log events: {e}");
                 }
-            })
+            });
+            (forward, writer_store, ready)
         }
         Some(bootstrap) => {
             // Short fetch waits: each hop costs up to fetch.wait.max.ms on a
@@ -280,18 +269,9 @@ async fn drive(a: E2e) -> anyhow::Result<ExitCode> {
                     }
                 }));
             }
-            tasks.push(super::run_writer::spawn(
-                write_store,
-                clients,
-                rules.clone(),
-                writer_cfg,
-                &metrics,
-                ready,
-                stopped(&stop_rx),
-            )?);
             let topic = raw_topic.clone();
             let handle = tokio::runtime::Handle::current();
-            Box::new(move |events| {
+            let forward: Forward = Box::new(move |events| {
                 for (body, key) in events {
                     let (sink, topic) = (sink.clone(), topic.clone());
                     handle.spawn(async move {
@@ -300,9 +280,19 @@ async fn drive(a: E2e) -> anyhow::Result<ExitCode> {
                         }
                     });
                 }
-            })
+            });
+            (forward, write_store, ready)
         }
     };
+    tasks.push(super::run_writer::spawn(
+        writer_store,
+        clients,
+        rules.clone(),
+        writer_cfg,
+        &metrics,
+        ready,
+        stopped(&stop_rx),
+    )?);
 
     // Every change event the emulator emits: passed on (echoes included, as
     // a connector would), and allot's own writes timed.

@@ -65,11 +65,29 @@ pub fn run(a: Args, vars: HashMap<String, String>) -> anyhow::Result<ExitCode> {
 }
 
 /// A future that resolves once shutdown is signalled.
-fn stopped(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+pub fn stopped(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
     let mut rx = rx.clone();
     async move {
         let _ = rx.wait_for(|s| *s).await;
     }
+}
+
+/// Serves `app` on `listener` until shutdown is signalled, then lets
+/// requests in progress finish.
+pub fn spawn_http(
+    listener: TcpListener,
+    app: axum::Router,
+    stop_rx: &watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let stop = stopped(stop_rx);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
+            error!(error = %e, "http server stopped");
+        }
+    })
 }
 
 async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> anyhow::Result<()> {
@@ -346,17 +364,7 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
     }
     let app = api_router_with(&cfg, &secrets, store.clone(), metrics.clone(), control)?
         .merge(webhooks::router(hooks));
-    tasks.push(tokio::spawn({
-        let stop = stopped(&stop_rx);
-        async move {
-            if let Err(e) = axum::serve(api_listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                error!(error = %e, "api stopped");
-            }
-        }
-    }));
+    tasks.push(spawn_http(api_listener, app, &stop_rx));
 
     println!(
         "allot is running (rules {}, store {})",

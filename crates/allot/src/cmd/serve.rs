@@ -6,7 +6,6 @@
 //! offsets are committed, the group is left and the store is flushed.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -31,6 +30,8 @@ use allot_store::Store;
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
+
+use crate::cmd::run::stopped;
 use tracing::{error, info, warn};
 
 use crate::config::{self, AppConfig, CrmMode, Secrets};
@@ -103,13 +104,6 @@ async fn signalled() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
-}
-
-fn stopped(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
-    let mut rx = rx.clone();
-    async move {
-        let _ = rx.wait_for(|s| *s).await;
-    }
 }
 
 fn err(e: impl std::fmt::Display) -> anyhow::Error {
@@ -239,17 +233,7 @@ async fn serve(stage: Stage, cfg: AppConfig, secrets: Secrets) -> anyhow::Result
         }
     }
 
-    tasks.push(tokio::spawn({
-        let stop = stopped(&stop_rx);
-        async move {
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(stop)
-                .await
-            {
-                error!(error = %e, "http server stopped");
-            }
-        }
-    }));
+    tasks.push(crate::cmd::run::spawn_http(listener, app, &stop_rx));
     println!(
         "allot serve {} (group {group}, consuming {}) — http://{addr}/healthz, /readyz, /metrics; store {}",
         stage.name(),
