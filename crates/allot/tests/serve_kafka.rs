@@ -153,6 +153,11 @@ fn services_by_trace(bodies: &[Value]) -> BTreeMap<String, BTreeSet<String>> {
 }
 
 fn stage(name: &str, dir: &Path) -> Proc {
+    stage_on(name, dir, &format!("store-{name}"))
+}
+
+/// Stage `name` with its store in `dir/store`.
+fn stage_on(name: &str, dir: &Path, store: &str) -> Proc {
     spawn(
         &[
             "serve",
@@ -164,10 +169,7 @@ fn stage(name: &str, dir: &Path) -> Proc {
         ],
         &[
             ("ALLOT__API__LISTEN", "127.0.0.1:0".into()),
-            (
-                "ALLOT__STORE__PATH",
-                dir.join(format!("store-{name}")).display().to_string(),
-            ),
+            ("ALLOT__STORE__PATH", dir.join(store).display().to_string()),
         ],
         "allot serve",
     )
@@ -360,8 +362,14 @@ fn stages_as_processes_survive_sigkill_and_write_the_expected_owners() {
         "{updated} writes for {N} records: {after}"
     );
 
-    // The api stage explains every record from the decisions topic.
-    for (_, _, id, owner) in expected.iter().step_by(5) {
+    // The api stage explains every record from the decisions topic; a
+    // second one on an empty store rebuilds the same from the topic.
+    let rebuilt = stage_on("api", dir.path(), "store-api-fresh");
+    for ((_, _, id, owner), api) in expected
+        .iter()
+        .step_by(5)
+        .flat_map(|e| [(e, &api), (e, &rebuilt)])
+    {
         let v = wait_for(&format!("decisions of {id} in the api stage"), 30, || {
             let v: Value = http
                 .get(format!("{}/api/records/{id}/decisions", api.url))
@@ -375,6 +383,23 @@ fn stages_as_processes_survive_sigkill_and_write_the_expected_owners() {
         let last = v["decisions"].as_array().unwrap().last().unwrap().clone();
         assert_eq!(last["owner"].as_str(), Some(owner.as_str()), "{v}");
         assert!(!last["explanation"].as_array().unwrap().is_empty());
+    }
+    // The rebuilt audit holds each decision once, as the first one does.
+    let count = |url: &str, id: &str| -> usize {
+        let v: Value = http
+            .get(format!("{url}/api/records/{id}/decisions"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        v["decisions"].as_array().map_or(0, Vec::len)
+    };
+    for (_, _, id, _) in expected.iter().step_by(5) {
+        assert_eq!(
+            count(&api.url, id),
+            count(&rebuilt.url, id),
+            "decisions of {id}"
+        );
     }
 
     // One trace per event across the processes: some trace has spans from

@@ -1,8 +1,9 @@
 //! The api stage's view in microservice mode: decisions from
 //! `allot.decisions` appended to this process's audit, so "why does X own
 //! this record?" and the dashboard work without reaching into assign's store.
-//! The same decision delivered twice is stored once (the audit is keyed by
-//! record, time and rules version).
+//! The same decision delivered twice (a redelivery, a rebuild over what is
+//! already stored) is stored once: a decision already in the audit for its
+//! record at its `decided_at` with the same owner and rules is skipped.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -37,10 +38,20 @@ impl ChunkStage for ReadModel {
     async fn process(&mut self, chunk: Vec<Delivery>) -> Result<(), ServiceError> {
         let started = Instant::now();
         let mut batch = self.store.batch();
+        let mut seen = std::collections::HashSet::new();
         for d in &chunk {
             match messages::read::<DecisionMessage>(d) {
                 Ok(m) => {
                     let dec = &m.decision;
+                    let key = (dec.record_id.clone(), dec.decided_at, dec.owner.clone());
+                    let stored = self
+                        .store
+                        .audit_for(&dec.record_id, dec.decided_at, dec.decided_at + 1)?
+                        .iter()
+                        .any(|a| a.owner == dec.owner && a.rules_version == dec.rules_version);
+                    if stored || !seen.insert(key) {
+                        continue;
+                    }
                     self.metrics
                         .decisions
                         .with_label_values(&[

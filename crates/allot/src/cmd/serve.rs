@@ -146,12 +146,12 @@ async fn serve(stage: Stage, cfg: AppConfig, secrets: Secrets) -> anyhow::Result
     };
     let names: Vec<&str> = consumed.iter().map(String::as_str).collect();
     let group = match stage {
-        Stage::Ingest => k.group_id.as_str(),
-        Stage::Assign => st.assign_group.as_str(),
-        Stage::Write => st.write_group.as_str(),
-        Stage::Api => st.api_group.as_str(),
+        Stage::Ingest => k.group_id.clone(),
+        Stage::Assign => st.assign_group.clone(),
+        Stage::Write => st.write_group.clone(),
+        Stage::Api => api_group(&store, &st.api_group)?,
     };
-    let source = KafkaSource::subscribe(&k.bus_for(group), &names).map_err(err)?;
+    let source = KafkaSource::subscribe(&k.bus_for(&group), &names).map_err(err)?;
 
     match stage {
         Stage::Ingest => {
@@ -249,6 +249,34 @@ async fn serve(stage: Stage, cfg: AppConfig, secrets: Secrets) -> anyhow::Result
     store.flush().map_err(err)?;
     println!("allot serve {} stopped", stage.name());
     Ok(())
+}
+
+/// The api stage's group: `<api_group>-<id of this store>`. Its read model
+/// lives in its own store, so a new store (a fresh pod, an emptied volume)
+/// is a new group that reads `allot.decisions` from the earliest offset the
+/// topic keeps and rebuilds the audit, instead of resuming where the
+/// previous store's group stopped.
+fn api_group(store: &Store, prefix: &str) -> anyhow::Result<String> {
+    const DOC: &str = "api_read_model";
+    let id = match store
+        .admin_get::<serde_json::Value>(allot_store::JOB, DOC)
+        .map_err(err)?
+        .and_then(|v| v["group"].as_str().map(str::to_string))
+    {
+        Some(g) => g,
+        None => {
+            let g = format!(
+                "{prefix}-{:x}{:x}",
+                allot_services::now_ms(),
+                std::process::id()
+            );
+            store
+                .admin_put(allot_store::JOB, DOC, serde_json::json!({ "group": g }))
+                .map_err(err)?;
+            g
+        }
+    };
+    Ok(id)
 }
 
 fn spawn_stage<S: ChunkStage + 'static>(
