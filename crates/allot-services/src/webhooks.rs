@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::metrics::Metrics;
 use crate::raw::{RawEntry, RAW_LOG};
@@ -234,7 +234,7 @@ async fn append(s: &WebhookState, format: &str, source: &str, body: Bytes) -> Re
     let appended = tokio::task::spawn_blocking(move || store.log(RAW_LOG).append(&bytes)).await;
     match appended {
         Ok(Ok(offset)) => {
-            info!(source, offset, "webhook payload logged");
+            debug!(source, offset, "webhook payload logged");
             (
                 StatusCode::OK,
                 Json(json!({ "status": "accepted", "offset": offset })),

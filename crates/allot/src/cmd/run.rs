@@ -371,7 +371,8 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
         rules.version,
         cfg.store.path.display()
     );
-    println!("  API and webhooks  http://{api_addr}   (/healthz, /metrics, /api/decisions/recent, /api/records/ID/decisions)");
+    println!("  Dashboard         http://{api_addr}/");
+    println!("  API and webhooks  http://{api_addr}   (/api/openapi.json, /healthz, /metrics, /api/records/ID/decisions; docs/api.md)");
     if kafka_mode {
         let topics: Vec<String> = cfg
             .kafka
