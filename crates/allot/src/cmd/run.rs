@@ -396,7 +396,7 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
     if let Some(url) = &emulator_url {
         println!("  CRM emulator      {url}   (/_emulator/owners, /_emulator/stats)");
     }
-    println!("  Ctrl-C stops it cleanly.");
+    println!("  Ctrl-C (or SIGTERM) stops it cleanly.");
     if let (Some(url), true) = (&emulator_url, cfg.emulator.demo_stream) {
         let names = rules
             .reps
@@ -414,9 +414,7 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
 
     match for_secs {
         Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
-        None => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+        None => crate::cmd::serve::signalled().await,
     }
     info!("shutting down");
     let _ = stop_tx.send(true);

@@ -86,7 +86,7 @@ pub fn run(a: Args, vars: HashMap<String, String>) -> anyhow::Result<ExitCode> {
 }
 
 /// Resolves on Ctrl-C or SIGTERM (what Kubernetes and compose send).
-async fn signalled() {
+pub async fn signalled() {
     #[cfg(unix)]
     {
         let mut term =
