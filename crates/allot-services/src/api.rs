@@ -37,13 +37,7 @@ impl ApiState {
 /// under `/api/` (see [`crate::admin::auth`]).
 pub fn router(state: ApiState) -> Router {
     let layer = axum::middleware::from_fn_with_state(state.clone(), crate::admin::auth::layer);
-    Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(json!({ "status": "ok" })) }),
-        )
-        .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
+    probes(state.store.clone(), state.metrics.clone(), None)
         .route("/api/records/{id}/decisions", get(explain))
         .route("/api/decisions/recent", get(recent))
         .with_state(state.clone())
@@ -60,17 +54,58 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
         .into_response()
 }
 
-async fn ready(State(s): State<ApiState>) -> Response {
-    match s.store.record_count() {
-        Ok(n) => Json(json!({ "status": "ready", "records": n })).into_response(),
+/// What liveness, readiness and metrics read.
+#[derive(Clone)]
+struct Probe {
+    store: Arc<Store>,
+    metrics: Metrics,
+    /// Named in the bodies by the stages of microservice mode.
+    stage: Option<&'static str>,
+}
+
+/// `/healthz`, `/readyz` and `/metrics`: what every allot process serves
+/// (the stages of microservice mode other than api serve only these).
+pub fn probes<S: Clone + Send + Sync + 'static>(
+    store: Arc<Store>,
+    metrics: Metrics,
+    stage: Option<&'static str>,
+) -> Router<S> {
+    Router::new()
+        .route("/healthz", get(healthy))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics_text))
+        .with_state(Probe {
+            store,
+            metrics,
+            stage,
+        })
+}
+
+async fn healthy(State(p): State<Probe>) -> Response {
+    let mut body = json!({ "status": "ok" });
+    if let Some(stage) = p.stage {
+        body["stage"] = json!(stage);
+    }
+    Json(body).into_response()
+}
+
+async fn ready(State(p): State<Probe>) -> Response {
+    match p.store.record_count() {
+        Ok(n) => {
+            let mut body = json!({ "status": "ready", "records": n });
+            if let Some(stage) = p.stage {
+                body["stage"] = json!(stage);
+            }
+            Json(body).into_response()
+        }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")),
     }
 }
 
-async fn metrics(State(s): State<ApiState>) -> Response {
+async fn metrics_text(State(p): State<Probe>) -> Response {
     (
         [("content-type", "text/plain; version=0.0.4")],
-        s.metrics.render(),
+        p.metrics.render(),
     )
         .into_response()
 }

@@ -42,6 +42,33 @@ pub struct ChunkReport {
 }
 
 impl EmbeddedIngest {
+    /// Ingest and assign over `store`'s log under `rules`, with no CRM to
+    /// read from, no SLA scan and no admin commands: replays and load runs.
+    pub fn offline(
+        store: Arc<Store>,
+        rules: Arc<allot_rules::RuleSet>,
+        echo: crate::pipeline::EchoConfig,
+        metrics: crate::metrics::Metrics,
+        max_chunk: usize,
+    ) -> Result<EmbeddedIngest, ServiceError> {
+        let pipeline = Pipeline::new(
+            store.clone(),
+            rules,
+            crate::pipeline::FieldMaps::default(),
+            echo,
+            crate::hydrate::Hydrator::Off,
+            metrics,
+        )?;
+        Ok(EmbeddedIngest {
+            store,
+            pipeline,
+            outbox_ready: Arc::new(Notify::new()),
+            max_chunk,
+            sla: None,
+            control: None,
+        })
+    }
+
     /// Runs until `shutdown` resolves; finishes the chunk in hand first.
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ServiceError> {
         tokio::pin!(shutdown);

@@ -9,13 +9,11 @@
 //! fencing absorbs the repeated decision.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use allot_bus::{Delivery, KafkaSink, KafkaSource};
 use allot_core::Millis;
 use allot_events::Format;
-use allot_store::Store;
 use futures::future::try_join_all;
 
 use super::messages::{self, headers, DecisionMessage, EventMessage};
@@ -25,7 +23,6 @@ use crate::sla::SlaConfig;
 use crate::ServiceError;
 
 pub struct AssignStage {
-    pub store: Arc<Store>,
     /// Built with the local outbox off ([`Pipeline::set_local_outbox`]).
     pub pipeline: Pipeline,
     pub source: KafkaSource,
@@ -49,7 +46,6 @@ impl AssignStage {
     ) -> AssignStage {
         pipeline.set_local_outbox(false);
         AssignStage {
-            store: pipeline.store().clone(),
             pipeline,
             source,
             sink,
@@ -178,7 +174,7 @@ impl ChunkStage for AssignStage {
         self.send(&staged, &traces).await?;
         let mut batch = staged.batch;
         stage_positions(&mut batch, &chunk);
-        crate::pipeline::commit(&self.store, batch, "assign").await?;
+        crate::pipeline::commit(self.pipeline.store(), batch, "assign").await?;
         ack_all(&self.source, &chunk, &metrics, "assign")?;
         drop(spans);
         metrics
@@ -199,7 +195,7 @@ impl ChunkStage for AssignStage {
         let staged = self.pipeline.sla_stage(&cfg, self.sla_from, now)?;
         if !staged.decisions.is_empty() {
             self.send(&staged, &HashMap::new()).await?;
-            crate::pipeline::commit(&self.store, staged.batch, "sla").await?;
+            crate::pipeline::commit(self.pipeline.store(), staged.batch, "sla").await?;
         }
         self.sla_from = now - i64::try_from(cfg.untouched_minutes).unwrap_or(60) * 60_000;
         self.sla_next =

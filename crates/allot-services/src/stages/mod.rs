@@ -22,17 +22,10 @@ pub mod read_model;
 pub mod write;
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use allot_bus::{Delivery, KafkaSink, KafkaSource};
-use allot_store::Store;
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tracing::{info, warn};
 
 use crate::metrics::Metrics;
@@ -200,44 +193,4 @@ pub fn ack_all(
             .set(lag.lag);
     }
     Ok(())
-}
-
-/// Health, readiness and metrics of a stage process (the api stage serves
-/// the full API instead).
-pub fn probe_router(store: Arc<Store>, metrics: Metrics, stage: &'static str) -> Router {
-    #[derive(Clone)]
-    struct Probe {
-        store: Arc<Store>,
-        metrics: Metrics,
-        stage: &'static str,
-    }
-    async fn ready(State(p): State<Probe>) -> Response {
-        match p.store.record_count() {
-            Ok(_) => Json(json!({ "status": "ready", "stage": p.stage })).into_response(),
-            Err(e) => (
-                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "error", "message": format!("store: {e}") })),
-            )
-                .into_response(),
-        }
-    }
-    async fn render(State(p): State<Probe>) -> Response {
-        (
-            [("content-type", "text/plain; version=0.0.4")],
-            p.metrics.render(),
-        )
-            .into_response()
-    }
-    Router::new()
-        .route(
-            "/healthz",
-            get(move || async move { Json(json!({ "status": "ok", "stage": stage })) }),
-        )
-        .route("/readyz", get(ready))
-        .route("/metrics", get(render))
-        .with_state(Probe {
-            store,
-            metrics,
-            stage,
-        })
 }

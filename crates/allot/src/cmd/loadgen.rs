@@ -11,13 +11,11 @@ use std::time::{Duration, Instant};
 use allot_core::{ObjectKind, Value};
 use allot_rules::{gen, RuleSet};
 use allot_services::embedded::EmbeddedIngest;
-use allot_services::hydrate::Hydrator;
 use allot_services::metrics::Metrics;
-use allot_services::pipeline::{EchoConfig, FieldMaps, Pipeline};
+use allot_services::pipeline::EchoConfig;
 use allot_services::raw::{RawEntry, INGEST_GROUP, RAW_LOG};
 use allot_store::Store;
 use serde_json::json;
-use tokio::sync::Notify;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -113,23 +111,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         )
         .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
-    let echo = EchoConfig::new("allot", None);
-    let pipeline = Pipeline::new(
+    let mut ingest = EmbeddedIngest::offline(
         store.clone(),
         rules,
-        FieldMaps::default(),
-        echo,
-        Hydrator::Off,
+        EchoConfig::new("allot", None),
         Metrics::new(),
+        a.chunk,
     )?;
-    let mut ingest = EmbeddedIngest {
-        store: store.clone(),
-        pipeline,
-        outbox_ready: Arc::new(Notify::new()),
-        max_chunk: a.chunk,
-        sla: None,
-        control: None,
-    };
     let log = store.log(RAW_LOG);
     let entry = |i: u64| {
         serde_json::to_vec(&RawEntry {

@@ -141,23 +141,14 @@ async fn drive(a: E2e) -> anyhow::Result<ExitCode> {
     let (forward, writer_store, ready): (Forward, Arc<Store>, Arc<Notify>) = match &a.broker {
         None => {
             let store = Arc::new(Store::open(dir.path()).map_err(err)?);
-            let pipeline = Pipeline::new(
+            let ingest = EmbeddedIngest::offline(
                 store.clone(),
                 rules.clone(),
-                FieldMaps::default(),
                 EchoConfig::new("allot", None),
-                Hydrator::Off,
                 metrics.clone(),
+                a.chunk,
             )?;
-            let ready = Arc::new(Notify::new());
-            let ingest = EmbeddedIngest {
-                store: store.clone(),
-                pipeline,
-                outbox_ready: ready.clone(),
-                max_chunk: a.chunk,
-                sla: None,
-                control: None,
-            };
+            let ready = ingest.outbox_ready.clone();
             tasks.push(tokio::spawn({
                 let stop = stopped(&stop_rx);
                 async move {

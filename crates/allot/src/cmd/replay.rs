@@ -11,13 +11,10 @@ use std::sync::Arc;
 use allot_events::{decode_lines, Format};
 use allot_rules::RuleSet;
 use allot_services::embedded::EmbeddedIngest;
-use allot_services::hydrate::Hydrator;
 use allot_services::metrics::Metrics;
-use allot_services::pipeline::{FieldMaps, Pipeline};
 use allot_services::raw::{RawEntry, RAW_LOG};
 use allot_store::Store;
 use anyhow::Context;
-use tokio::sync::Notify;
 
 use crate::{config, input};
 
@@ -73,23 +70,13 @@ pub fn run(a: Args, vars: HashMap<String, String>) -> anyhow::Result<ExitCode> {
         .collect::<Result<_, _>>()?;
     log.append_batch(&payloads)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let echo = cfg.echo();
-    let pipeline = Pipeline::new(
+    let mut ingest = EmbeddedIngest::offline(
         store.clone(),
         rules,
-        FieldMaps::default(),
-        echo,
-        Hydrator::Off,
+        cfg.echo(),
         Metrics::new(),
+        cfg.ingest.max_chunk,
     )?;
-    let mut ingest = EmbeddedIngest {
-        store: store.clone(),
-        pipeline,
-        outbox_ready: Arc::new(Notify::new()),
-        max_chunk: cfg.ingest.max_chunk,
-        sla: None,
-        control: None,
-    };
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -125,7 +125,7 @@ async fn serve(stage: Stage, cfg: AppConfig, secrets: Secrets) -> anyhow::Result
     let addr = listener.local_addr()?;
     let sink = || KafkaSink::new(&k.bus()).map_err(err);
     let mut tasks = Vec::new();
-    let mut app = stages::probe_router(store.clone(), metrics.clone(), stage.name());
+    let mut app = allot_services::api::probes(store.clone(), metrics.clone(), Some(stage.name()));
 
     let mut topics: Vec<(&str, i32)> = vec![
         (st.events_topic.as_str(), k.partitions),
