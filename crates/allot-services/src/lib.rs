@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod budget;
 pub mod control;
 pub mod dashboard;
 pub mod embedded;
@@ -17,6 +18,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
 pub mod raw;
+pub mod reader;
 pub mod sla;
 pub mod stages;
 pub mod trace;

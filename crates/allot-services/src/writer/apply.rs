@@ -34,15 +34,15 @@ impl Writer {
         if let Some(e) = report.store_error {
             return self.store_failed(e, report.items, now);
         }
-        let pressure = self.lanes[li].limiter.observe(report.limit_info, now);
-        if let Some(h) = self.lanes[li].limiter.headroom() {
+        let pressure = self.lanes[li].budget.observe(report.limit_info);
+        if let Some(h) = self.lanes[li].budget.headroom() {
             self.metrics
                 .rate_headroom
                 .with_label_values(&[label])
                 .set(h);
         }
         if let Some(Pressure::DailyQuota { used, max }) = pressure {
-            self.quota_stop(li, now, &format!("daily api usage {used} of {max}"));
+            self.quota_stop(li, &format!("daily api usage {used} of {max}"));
         }
         let mut ops: Vec<(Candidate, Mark)> = report
             .skipped
@@ -69,14 +69,14 @@ impl Writer {
             match (&result, s.pause) {
                 (Err(e), Some((ms, PauseReason::QuotaExhausted))) => {
                     self.lanes[li]
-                        .limiter
-                        .pause(now + ms, PauseReason::QuotaExhausted);
-                    self.quota_stop(li, now, &e.to_string());
+                        .budget
+                        .pause_for(ms, PauseReason::QuotaExhausted);
+                    self.quota_stop(li, &e.to_string());
                 }
                 (Err(e), pause) => {
                     if let Some((ms, reason)) = pause {
                         let ms = self.rate_limit_pause(li, ms, reason);
-                        self.lanes[li].limiter.pause(now + ms, reason);
+                        self.lanes[li].budget.pause_for(ms, reason);
                     }
                     tracing::warn!(%crm, object = %report.object, records = ids.len(), outcome = s.outcome, error = %e, "crm call failed");
                 }
@@ -232,10 +232,10 @@ impl Writer {
     }
 
     /// Stops writing to lane `li` for its quota: alert once, gauge up.
-    fn quota_stop(&mut self, li: usize, now: u64, why: &str) {
+    fn quota_stop(&mut self, li: usize, why: &str) {
         let pause = self.config.quota_pause_ms;
         let lane = &mut self.lanes[li];
-        lane.limiter.pause(now + pause, PauseReason::QuotaExhausted);
+        lane.budget.pause_for(pause, PauseReason::QuotaExhausted);
         self.metrics
             .quota_exhausted
             .with_label_values(&[lane.crm.as_str()])

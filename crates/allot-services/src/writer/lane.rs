@@ -12,13 +12,13 @@ use serde_json::Value;
 
 use super::batcher::{Candidate, Planned};
 use super::error::WriterError;
-use super::limiter::Limiter;
 
 /// A CRM the writer writes to.
 pub struct Lane {
     pub crm: Crm,
     pub client: CrmClient,
-    pub limiter: Limiter,
+    /// The CRM connection's request budget (shared with reads).
+    pub budget: Arc<crate::budget::Budget>,
     /// Records per call: the CRM's limit or the configured override.
     pub max_batch: usize,
     pub max_concurrent: usize,

@@ -52,6 +52,8 @@ mod config;
 mod error;
 mod lane;
 mod limiter;
+
+pub use limiter::{Limiter, PauseReason, Pressure};
 mod metrics;
 mod retry;
 
@@ -129,7 +131,7 @@ impl Writer {
                 .set(0);
             lanes.push(Lane {
                 crm,
-                limiter: limiter::Limiter::new(crm, rate, 0),
+                budget: crate::budget::Budget::new(crm, rate),
                 max_batch: config
                     .max_batch
                     .map_or(client.max_batch(), |m| m.min(client.max_batch())),
@@ -171,6 +173,17 @@ impl Writer {
             tasks: HashMap::new(),
             unrouted_warned_at: None,
         })
+    }
+
+    /// Draws on `budgets` instead of budgets of its own, so reads made
+    /// elsewhere (hydration, backfill) and these writes share each CRM's limit.
+    pub fn share_budgets(mut self, budgets: &crate::budget::Budgets) -> Writer {
+        for lane in &mut self.lanes {
+            if let Some(b) = budgets.get(lane.crm) {
+                lane.budget = b;
+            }
+        }
+        self
     }
 
     /// Writes until `shutdown` completes, then waits up to
@@ -237,7 +250,7 @@ impl Writer {
         let fenced = self.book.fence_restart(&open, until);
         tracing::info!(requeued, open = open.len(), fenced, "writer started");
         for lane in &self.lanes {
-            tracing::info!(crm = %lane.crm, calls_per_10s = lane.limiter.per_10s(), max_batch = lane.max_batch, max_concurrent = lane.max_concurrent, "writer lane ready");
+            tracing::info!(crm = %lane.crm, calls_per_10s = lane.budget.per_10s(), max_batch = lane.max_batch, max_concurrent = lane.max_concurrent, "writer lane ready");
         }
         Ok(())
     }
@@ -259,7 +272,7 @@ impl Writer {
             else {
                 return true;
             };
-            match lane.limiter.paused(now) {
+            match lane.budget.paused() {
                 Some((_, wait)) => {
                     wake = Some(wake.map_or(now + wait, |w| w.min(now + wait)));
                     false
@@ -297,7 +310,7 @@ impl Writer {
             if lane.in_calls >= lane.max_concurrent {
                 continue;
             }
-            if let Err(wait) = lane.limiter.try_acquire(1 + reads as u32, now) {
+            if let Err(wait) = lane.budget.try_acquire(1 + reads as u32) {
                 let at = now.saturating_add(wait);
                 wake = Some(wake.map_or(at, |w| w.min(at)));
                 continue;
