@@ -12,11 +12,12 @@ use std::collections::BTreeSet;
 use allot_core::{Decision, Millis, ObjectKind, OwnerChange, Record, StateOp};
 
 use crate::error::Result;
+use crate::failed::FailedWriteId;
 use crate::outbox::{OutboxKey, OutboxPut};
 use crate::records::{OrderKey, Position};
 use crate::store::Store;
 use crate::tx::{Tx, TxResult};
-use crate::{admin, audit, dedupe, log, outbox, records, rules, state};
+use crate::{admin, audit, dedupe, failed, log, outbox, records, rules, state};
 
 /// Operations to commit together. Build with [`Store::batch`], apply with
 /// [`Store::commit`]. Building never fails; problems surface from `commit`.
@@ -61,9 +62,11 @@ pub(crate) enum Op {
     OutboxFail {
         key: OutboxKey,
         decided_at: Millis,
+        code: String,
         reason: String,
         at_ms: Millis,
     },
+    FailedDiscard(FailedWriteId),
     PutRule {
         version_id: String,
         toml: String,
@@ -197,15 +200,22 @@ impl Batch {
         &mut self,
         key: &OutboxKey,
         decided_at: Millis,
+        code: &str,
         reason: &str,
         at_ms: Millis,
     ) -> &mut Self {
         self.push(Op::OutboxFail {
             key: key.clone(),
             decided_at,
+            code: code.to_string(),
             reason: reason.to_string(),
             at_ms,
         })
+    }
+
+    /// Removes failed write `id` if it is there (see [`Store::failed_write_discard`]).
+    pub fn failed_write_discard(&mut self, id: &FailedWriteId) -> &mut Self {
+        self.push(Op::FailedDiscard(id.clone()))
     }
 
     /// See [`Store::put_rule_version`].
@@ -328,14 +338,21 @@ fn apply(tx: &Tx<'_>, op: &Op, receipt: &mut Receipt) -> TxResult<()> {
         Op::OutboxFail {
             key,
             decided_at,
+            code,
             reason,
             at_ms,
         } => {
-            receipt
-                .outbox_updates
-                .push(outbox::tx_fail(tx, key, *decided_at, reason, *at_ms)?);
+            receipt.outbox_updates.push(outbox::tx_fail(
+                tx,
+                key,
+                *decided_at,
+                code,
+                reason,
+                *at_ms,
+            )?);
             Ok(())
         }
+        Op::FailedDiscard(id) => failed::tx_discard(tx, id).map(drop),
         Op::PutRule {
             version_id,
             toml,

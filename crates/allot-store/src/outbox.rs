@@ -109,12 +109,21 @@ pub enum OutboxPut {
 pub struct FailedWrite {
     /// The change that could not be written.
     pub change: OwnerChange,
+    /// The writer's error code: `inactive_owner`, `invalid_reference`,
+    /// `not_found`, `rejected` or `gave_up` (`unknown` for entries stored
+    /// before codes were kept).
+    #[serde(default = "unknown_code")]
+    pub code: String,
     /// Why the writer gave up (the CRM's answer, for the operator).
     pub reason: String,
     /// Attempts made before giving up.
     pub attempts: u32,
     /// When the writer gave up.
     pub failed_at: Millis,
+}
+
+fn unknown_code() -> String {
+    "unknown".into()
 }
 
 fn entry_key(key: &OutboxKey) -> Key {
@@ -126,13 +135,6 @@ fn queue_key(decided_at: Millis, key: &OutboxKey) -> Key {
         .i64(decided_at)
         .str(key.object.as_str())
         .str(&key.record_id)
-}
-
-fn failed_key(key: &OutboxKey, decided_at: Millis) -> Key {
-    Key::new()
-        .str(key.object.as_str())
-        .str(&key.record_id)
-        .i64(decided_at)
 }
 
 pub(crate) fn tx_put(tx: &Tx<'_>, change: &OwnerChange) -> TxResult<OutboxPut> {
@@ -201,6 +203,7 @@ pub(crate) fn tx_fail(
     tx: &Tx<'_>,
     key: &OutboxKey,
     decided_at: Millis,
+    code: &str,
     reason: &str,
     at_ms: Millis,
 ) -> TxResult<bool> {
@@ -209,6 +212,7 @@ pub(crate) fn tx_fail(
     };
     let failed = FailedWrite {
         change: entry.change.clone(),
+        code: code.to_string(),
         reason: reason.to_string(),
         attempts: entry.attempts,
         failed_at: at_ms,
@@ -216,7 +220,7 @@ pub(crate) fn tx_fail(
     entry.state = OutboxState::Failed;
     entry.superseded = None;
     tx.remove(Table::OutboxQueue, &queue_key(decided_at, key))?;
-    tx.put(Table::FailedWrites, &failed_key(key, decided_at), &failed)?;
+    crate::failed::tx_insert(tx, &failed)?;
     tx.put(Table::Outbox, &entry_key(key), &entry).map(|_| true)
 }
 
@@ -278,18 +282,19 @@ impl Store {
     }
 
     /// Gives up on the change decided at `decided_at`: records it with
-    /// `reason` in the failed-writes table. Ignored (false) when a newer
-    /// change replaced it. `decided_at` and `at_ms` go beyond a bare
-    /// `(key, reason)` so a stale failure cannot fail the newer change.
+    /// error `code` and `reason` in the failed-writes table. Ignored (false)
+    /// when a newer change replaced it. `decided_at` and `at_ms` go beyond a
+    /// bare `(key, reason)` so a stale failure cannot fail the newer change.
     pub fn outbox_fail(
         &self,
         key: &OutboxKey,
         decided_at: Millis,
+        code: &str,
         reason: &str,
         at_ms: Millis,
     ) -> Result<bool> {
         let mut b = self.batch();
-        b.outbox_fail(key, decided_at, reason, at_ms);
+        b.outbox_fail(key, decided_at, code, reason, at_ms);
         self.single_update(b)
     }
 

@@ -45,7 +45,9 @@ fn run(steps: &[Step]) -> String {
             Step::Done(at) => format!("done{at}={}", store.outbox_mark_done(&key, at).unwrap()),
             Step::Fail(at) => format!(
                 "fail{at}={}",
-                store.outbox_fail(&key, at, "403", 2_000).unwrap()
+                store
+                    .outbox_fail(&key, at, "rejected", "403", 2_000)
+                    .unwrap()
             ),
         });
     }

@@ -147,7 +147,9 @@ impl Writer {
                     &ch.owner,
                     wall,
                 ),
-                Mark::Fail { reason, .. } => batch.outbox_fail(&key, ch.decided_at, reason, wall),
+                Mark::Fail { label, reason, .. } => {
+                    batch.outbox_fail(&key, ch.decided_at, label, reason, wall)
+                }
             };
         }
         let store = self.store.clone();
