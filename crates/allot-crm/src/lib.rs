@@ -49,6 +49,17 @@ pub enum LimitInfo {
     Hubspot(HubSpotRateLimit),
 }
 
+/// What a batched read found for one id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecordRead {
+    /// The record's fields (properties), CRM names.
+    Found(Map<String, Value>),
+    /// The CRM says it does not exist (or is not visible to allot).
+    Missing,
+    /// Not read this time (a partial answer): read it again.
+    NotRead(String),
+}
+
 /// A client of one of the supported CRMs. The set is closed, so an enum.
 #[derive(Debug, Clone)]
 pub enum CrmClient {
@@ -96,6 +107,34 @@ impl CrmClient {
         match self {
             CrmClient::Salesforce(c) => c.get_record(object, id, fields).await,
             CrmClient::HubSpot(c) => c.get_record(object, id, fields).await,
+        }
+    }
+
+    /// At most this many ids per [`CrmClient::read_records`] call (2,000 / 100).
+    pub fn max_read(&self) -> usize {
+        match self {
+            CrmClient::Salesforce(c) => c.max_read(),
+            CrmClient::HubSpot(c) => c.max_read(),
+        }
+    }
+
+    /// The named fields of up to [`CrmClient::max_read`] records of one kind
+    /// in one call (Salesforce `composite/sobjects/{Type}`, HubSpot
+    /// `batch/read`), in `ids` order.
+    pub async fn read_records<S: AsRef<str>>(
+        &self,
+        object: ObjectKind,
+        ids: &[S],
+        fields: &[&str],
+    ) -> Result<Vec<(String, RecordRead)>, CrmError> {
+        match self {
+            CrmClient::Salesforce(c) => Ok(c
+                .read_records(object, ids, fields)
+                .await?
+                .into_iter()
+                .map(|(id, r)| (id, r.map_or(RecordRead::Missing, RecordRead::Found)))
+                .collect()),
+            CrmClient::HubSpot(c) => c.read_records(object, ids, fields).await,
         }
     }
 

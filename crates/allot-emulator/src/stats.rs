@@ -53,6 +53,12 @@ pub struct Stats {
     pub peak_requests_10s: PerSide,
     /// The most records sent in one write call.
     pub max_records_per_call: PerSide,
+    /// Records asked for by batched reads (`composite/sobjects/{Type}`,
+    /// `batch/read`) that answered, and those calls.
+    #[serde(default)]
+    pub records_read: PerSide,
+    #[serde(default)]
+    pub read_calls: PerSide,
     /// Change events emitted (Salesforce CDC events; HubSpot webhook events).
     pub events_emitted: PerSide,
     /// HubSpot webhook batches POSTed to the configured URL, and failures.
@@ -130,6 +136,12 @@ impl Recorder {
     /// Counts a call that is not rate-limited API traffic (token, admin).
     pub fn count(&mut self, endpoint: &str) {
         *self.stats.calls.entry(endpoint.to_string()).or_default() += 1;
+    }
+
+    /// Notes a batched read of `records` ids that was answered.
+    pub fn read(&mut self, crm: Crm, records: usize) {
+        *self.stats.records_read.get_mut(crm) += records as u64;
+        *self.stats.read_calls.get_mut(crm) += 1;
     }
 
     /// Notes the size of a write call.

@@ -237,7 +237,7 @@ impl HubSpotClient {
 
     /// Sends one call with a valid token; with OAuth, a 401 forces one refresh
     /// and one more try (tokens are refreshed ahead of expiry anyway).
-    async fn send(
+    pub(super) async fn send(
         &self,
         method: Method,
         path: &str,

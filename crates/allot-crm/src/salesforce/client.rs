@@ -99,6 +99,11 @@ impl SalesforceClient {
         MAX_BATCH
     }
 
+    /// The REST API version this client speaks (`62.0`).
+    pub(super) fn api_version(&self) -> &str {
+        &self.inner.config.api_version
+    }
+
     /// The latest `api-usage=N/M` the org reported, `(used, daily quota)`.
     pub fn limit_usage(&self) -> Option<(u64, u64)> {
         *lock(&self.inner.usage)
@@ -205,7 +210,7 @@ impl SalesforceClient {
 
     /// Sends one API call with the cached token; on 401 `INVALID_SESSION_ID`
     /// fetches a new token and sends once more.
-    async fn send(
+    pub(super) async fn send(
         &self,
         method: Method,
         path: &str,

@@ -2,6 +2,7 @@
 //! update), owners. Authenticated answers carry the rate-limit headers of a
 //! real rolling 10-second window per token; over it → 429 `TEN_SECONDLY_ROLLING`.
 
+mod batch_read;
 mod objects;
 mod owners;
 mod token;
@@ -24,6 +25,10 @@ use crate::Shared;
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/oauth/v1/token", post(token::token))
+        .route(
+            "/crm/v3/objects/{object_type}/batch/read",
+            post(batch_read::batch_read),
+        )
         .route(
             "/crm/v3/objects/{object_type}/batch/update",
             post(objects::batch_update),

@@ -23,7 +23,7 @@ const MAX_INPUTS: usize = 100;
 const OWNER: &str = "hubspot_owner_id";
 
 /// `contacts` / `companies` (or `0-1` / `0-2`).
-fn object_kind(object_type: &str) -> Option<ObjectKind> {
+pub(super) fn object_kind(object_type: &str) -> Option<ObjectKind> {
     ObjectKind::parse(object_type).filter(|k| *k != ObjectKind::Lead)
 }
 
@@ -38,7 +38,11 @@ fn default_properties(object: ObjectKind) -> &'static [&'static str] {
     }
 }
 
-fn object_json(id: &str, props: &Map<String, Value>, selected: Option<&[&str]>) -> Value {
+pub(super) fn object_json(
+    id: &str,
+    props: &Map<String, Value>,
+    selected: Option<&[&str]>,
+) -> Value {
     let properties: Map<String, Value> = match selected {
         Some(names) => names
             .iter()
@@ -86,7 +90,7 @@ fn not_found(st: &mut State, rate: &RateHeaders) -> Response {
     )
 }
 
-fn bad_type(st: &mut State, rate: &RateHeaders, object_type: &str) -> Response {
+pub(super) fn bad_type(st: &mut State, rate: &RateHeaders, object_type: &str) -> Response {
     let message = format!("Unable to infer object type from: {object_type}");
     error(
         st,

@@ -3,6 +3,7 @@
 //! `Sforce-Limit-Info`; the daily quota answers 403 `REQUEST_LIMIT_EXCEEDED`.
 
 mod query;
+mod read;
 mod records;
 mod token;
 
@@ -31,6 +32,10 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route(
             "/services/data/{version}/composite/sobjects",
             patch(records::composite),
+        )
+        .route(
+            "/services/data/{version}/composite/sobjects/{sobject}",
+            post(read::read_many),
         )
         .route("/services/data/{version}/query", get(query::query))
         .route(
