@@ -23,13 +23,16 @@ use crate::pipeline::{Pipeline, Staged};
 mod handle;
 mod pace;
 mod redecide;
+mod retry;
 
 use crate::ServiceError;
 pub use handle::{
-    ControlCommand, ControlError, ControlHandle, ControlInbox, ControlMessage, Envelope, Reply,
+    ControlCommand, ControlError, ControlHandle, ControlInbox, ControlMessage, Envelope,
+    RedecideTarget, Reply,
 };
 pub use pace::Pacer;
 pub use redecide::{owned_by, redecide};
+pub use retry::redecide_records;
 
 /// Version of the [`ControlMessage`] schema.
 pub const CONTROL_VERSION: u8 = 1;
@@ -302,6 +305,9 @@ impl Controller {
                     }
                 }
                 Ok(json!({ "rep": rep, "moved": moves }))
+            }
+            ControlCommand::Redecide { records, by } => {
+                redecide_records(p, &mut out, records, by, now)?
             }
         };
         Ok((out, reply))

@@ -1,5 +1,6 @@
 //! The admin API: rules lifecycle, simulation, reps, offboarding, replay,
-//! the admin audit, and the OpenAPI document describing every route.
+//! failed writes, the admin audit, and the OpenAPI document describing
+//! every route.
 //!
 //! Reads go to the store; changes to what the engine decides with go to the
 //! pipeline owner as control commands ([`crate::control`]). Auth
@@ -10,6 +11,7 @@ pub mod openapi;
 mod records;
 mod reps;
 mod rules;
+pub(crate) mod writes;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -76,6 +78,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/reps/{id}/active", put(reps::active))
         .route("/api/reps/{id}/offboard", post(reps::offboard))
         .route("/api/admin/audit", get(audit))
+        .route("/api/writes/failed", get(writes::list))
+        .route("/api/writes/failed/{id}/retry", post(writes::retry))
+        .route("/api/writes/failed/{id}/discard", post(writes::discard))
         .with_state(state)
 }
 

@@ -82,6 +82,11 @@ pub const ROUTES: &[Route] = &[
     r("put", "/api/reps/{id}/active", O, "Activate or deactivate a rep (null: as the rule file says)", Body::Json("{\"active\": bool|null}"), &[]),
     r("post", "/api/reps/{id}/offboard", O, "Where the rep's open records would go (preview, the default); preview=false deactivates the rep and re-decides them", Body::None,
         &[("preview", "true (default) or false")]),
+    r("get", "/api/writes/failed", V, "Owner changes the writer gave up on, in id order, with counts per error code", Body::None,
+        &[("crm", "salesforce, hubspot or native"), ("object", "lead, account or contact"), ("code", "inactive_owner, invalid_reference, not_found, rejected, gave_up"),
+          ("after", "id of the last item of the previous page (its next)"), ("limit", "at most 1000; default 50")]),
+    r("post", "/api/writes/failed/{id}/retry", O, "Decide the record again (its owner may have changed) and queue the owner picked; the failed write is removed", Body::None, &[]),
+    r("post", "/api/writes/failed/{id}/discard", O, "Remove a failed write without writing it", Body::None, &[]),
     r("get", "/api/admin/audit", V, "Mutating admin calls: who, what, when, result", Body::None, &[("limit", "default 50")]),
 ];
 
@@ -155,7 +160,7 @@ pub fn build() -> Value {
         "info": {
             "title": "allot admin API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Rules lifecycle, simulation, reps, offboarding, replay and audit. Bearer tokens with roles viewer < operator < admin; every mutating call is audited.",
+            "description": "Rules lifecycle, simulation, reps, offboarding, replay, failed writes and audit. Bearer tokens with roles viewer < operator < admin; every mutating call is audited.",
         },
         "paths": paths,
         "components": {

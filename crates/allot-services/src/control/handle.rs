@@ -27,6 +27,23 @@ pub enum ControlCommand {
     },
     /// Deactivate a rep and re-decide their open records now.
     Offboard { rep: String, by: String },
+    /// Re-decide these records now (a failed write retried): see
+    /// [`super::redecide_records`].
+    Redecide {
+        records: Vec<RedecideTarget>,
+        by: String,
+    },
+}
+
+/// One record to decide again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedecideTarget {
+    pub object: allot_core::ObjectKind,
+    pub record_id: String,
+    /// The failed write this retries (its id); removed in the same batch as
+    /// the re-decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_write: Option<String>,
 }
 
 /// The versioned envelope of a command, as it would travel on a topic.
