@@ -84,6 +84,7 @@ impl EmbeddedIngest {
         }
         loop {
             self.control_step(crate::now_ms()).await?;
+            self.hydration_step(crate::now_ms()).await?;
             if let Some(cfg) = self.sla.clone().filter(|c| c.enabled) {
                 if tokio::time::Instant::now() >= next_sla {
                     let now = crate::now_ms();
@@ -107,8 +108,10 @@ impl EmbeddedIngest {
                     None => std::future::pending().await,
                 }
             };
+            let hydrated = self.pipeline.hydrator().landed_ready();
             tokio::select! {
                 _ = log.changed(generation) => {}
+                () = hydrated => {}
                 _ = tokio::time::sleep(idle) => {}
                 Some(envelope) = command => self.command(envelope, crate::now_ms()).await?,
                 _ = &mut shutdown => break,
@@ -116,6 +119,22 @@ impl EmbeddedIngest {
         }
         info!("embedded ingest stopped");
         Ok(())
+    }
+
+    /// Merges and decides the parked records whose reads landed, committed;
+    /// returns how many decisions that made.
+    pub async fn hydration_step(&mut self, now: allot_core::Millis) -> Result<usize, ServiceError> {
+        let staged = self.pipeline.stage_hydrated(now)?;
+        if staged.batch.is_empty() {
+            return Ok(0);
+        }
+        let n = staged.decisions.len();
+        let changed = !staged.changes.is_empty();
+        crate::pipeline::commit(&self.store, staged.batch, "hydrate").await?;
+        if changed {
+            self.outbox_ready.notify_one();
+        }
+        Ok(n)
     }
 
     /// One SLA pass over assignments made since `from` (up to `now` minus

@@ -62,6 +62,10 @@ impl KafkaIngest {
         loop {
             let first = tokio::select! {
                 d = self.source.next() => d,
+                () = self.pipeline.hydrator().landed_ready() => {
+                    self.hydration_step().await?;
+                    continue;
+                }
                 _ = &mut shutdown => break,
             };
             let first = match first {
@@ -90,6 +94,20 @@ impl KafkaIngest {
         let s = self.source;
         s.close().await.map_err(bus)?;
         info!("kafka ingest stopped");
+        Ok(())
+    }
+
+    /// Merges and decides the parked records whose reads landed, committed.
+    pub async fn hydration_step(&mut self) -> Result<(), ServiceError> {
+        let staged = self.pipeline.stage_hydrated(crate::now_ms())?;
+        if staged.batch.is_empty() {
+            return Ok(());
+        }
+        let changed = !staged.changes.is_empty();
+        crate::pipeline::commit(&self.store, staged.batch, "hydrate").await?;
+        if changed {
+            self.outbox_ready.notify_one();
+        }
         Ok(())
     }
 

@@ -2,8 +2,8 @@
 //! a small fixed set of labels, never a record id.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Every metric the stages export, registered in one registry.
@@ -24,6 +24,12 @@ pub struct Metrics {
     pub stale: IntCounter,
     /// Records re-read from the CRM.
     pub hydrated: IntCounterVec,
+    /// Records parked until their CRM read lands.
+    pub hydration_parked: IntGauge,
+    /// Batched hydration read calls answered or failed, per CRM.
+    pub hydration_reads: IntCounterVec,
+    /// Records asked for by answered hydration reads, per CRM.
+    pub hydration_read_records: IntCounterVec,
     /// Decisions, by the strategy that settled them and whether the owner changed.
     pub decisions: IntCounterVec,
     /// Decisions by winning territory (bounded by the rule set's size).
@@ -48,6 +54,12 @@ impl Metrics {
             let _ = registry.register(Box::new(c.clone()));
             c
         };
+        let hydration_parked = IntGauge::new(
+            "hydration_parked_records",
+            "records parked until their crm read lands",
+        )
+        .unwrap_or_else(|_| unreachable_metric("hydration_parked"));
+        let _ = registry.register(Box::new(hydration_parked.clone()));
         let lag = IntGaugeVec::new(
             Opts::new(
                 "ingest_lag_events",
@@ -99,6 +111,17 @@ impl Metrics {
                 "records re-read from the CRM",
                 &["outcome"],
             ),
+            hydration_parked,
+            hydration_reads: counter(
+                "hydration_read_calls_total",
+                "batched hydration read calls, answered or failed",
+                &["crm"],
+            ),
+            hydration_read_records: counter(
+                "hydration_read_records_total",
+                "records asked for by answered hydration reads",
+                &["crm"],
+            ),
             decisions: counter(
                 "assign_decisions_total",
                 "decisions made",
@@ -145,7 +168,7 @@ impl Metrics {
         use prometheus::core::Collector;
         use prometheus::proto::{MetricFamily, MetricType};
         let writer = crate::writer::WriterMetrics::unprefixed();
-        let collectors: [&dyn Collector; 19] = [
+        let collectors: [&dyn Collector; 22] = [
             &self.consumed,
             &self.decoded,
             &self.deduped,
@@ -153,6 +176,9 @@ impl Metrics {
             &self.echoes,
             &self.stale,
             &self.hydrated,
+            &self.hydration_parked,
+            &self.hydration_reads,
+            &self.hydration_read_records,
             &self.decisions,
             &self.decisions_by_territory,
             &self.lag,

@@ -7,7 +7,7 @@
 //! crash at any point either loses nothing or redoes work the dedupe window
 //! recognises.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use allot_core::{
@@ -18,7 +18,7 @@ use allot_rules::RuleSet;
 use allot_store::{Batch, OrderKey, Store};
 use tracing::{debug, warn};
 
-use crate::hydrate::Hydrator;
+use crate::hydrate::{parked_name, Hydrator, Landed, Landing, Parked, PARKED};
 use crate::metrics::Metrics;
 use crate::raw::DeadLetter;
 use crate::ServiceError;
@@ -129,6 +129,14 @@ type Cached = (Option<Record>, Option<OrderKey>);
 struct Chunk {
     cache: HashMap<(ObjectKind, String), Cached>,
     seen: HashSet<String>,
+    /// Parked entries read or staged so far (`None`: not parked).
+    parked: HashMap<(ObjectKind, String), Option<Parked>>,
+}
+
+/// The note of a decision made on what events carried, with no CRM to ask.
+fn not_read() -> String {
+    "record not re-read from the crm (hydration is off): decided on the fields events carried"
+        .to_string()
 }
 
 impl Pipeline {
@@ -265,7 +273,7 @@ impl Pipeline {
             self.dead(out, "overflow", reason, p, now);
             return Ok(());
         }
-        self.event(out, &mut chunk.cache, event, now).await
+        self.event(out, chunk, event, now).await
     }
 
     fn dead(&self, out: &mut Staged, kind: &str, reason: String, p: &Payload, now: Millis) {
@@ -283,7 +291,7 @@ impl Pipeline {
     async fn event(
         &mut self,
         out: &mut Staged,
-        cache: &mut HashMap<(ObjectKind, String), Cached>,
+        chunk: &mut Chunk,
         event: ChangeEvent,
         now: Millis,
     ) -> Result<(), ServiceError> {
@@ -291,7 +299,7 @@ impl Pipeline {
             return Ok(());
         };
         let key = (event.object, id.clone());
-        let (before, applied) = match cache.get(&key) {
+        let (before, applied) = match chunk.cache.get(&key) {
             Some(c) => c.clone(),
             None => match self.store.record(event.object, &id)? {
                 Some((r, k)) => (Some(r), k),
@@ -299,41 +307,11 @@ impl Pipeline {
             },
         };
         let map = self.maps.get(event.source);
-        let mut m = merge(before.clone(), applied, &event, map);
+        let m = merge(before.clone(), applied, &event, map);
         if m.stale {
             self.metrics.stale.inc();
             debug!(event_id = %event.event_id, record_id = %id, "stale event skipped");
             return Ok(());
-        }
-        if m.needs_hydration && self.hydrator.enabled() {
-            let fields = map.mapped_crm_fields(event.object);
-            match self
-                .hydrator
-                .fetch(event.source, event.object, &id, &fields)
-                .await
-            {
-                Ok(Some(values)) => {
-                    self.metrics.hydrated.with_label_values(&["ok"]).inc();
-                    let mut synthetic = event.clone();
-                    synthetic.change = if event.change == ChangeKind::Create {
-                        ChangeKind::Create
-                    } else {
-                        ChangeKind::Update
-                    };
-                    synthetic.changed_fields = values.keys().cloned().collect();
-                    synthetic.fields = values;
-                    let again = merge(m.record.clone(), applied, &synthetic, map);
-                    m.changed_canonical.extend(again.changed_canonical);
-                    m.owner_changed |= again.owner_changed;
-                    m.record = again.record;
-                }
-                Ok(None) => self.metrics.hydrated.with_label_values(&["missing"]).inc(),
-                Err(e) => {
-                    // The record stays as the events describe it; the next event fixes it.
-                    self.metrics.hydrated.with_label_values(&["error"]).inc();
-                    warn!(event_id = %event.event_id, record_id = %id, error = %e, "hydration failed");
-                }
-            }
         }
         let Some(mut record) = m.record else {
             return Ok(());
@@ -349,6 +327,46 @@ impl Pipeline {
         if echo {
             self.metrics.echoes.inc();
         }
+        let serves = self.hydrator.serves(event.source);
+        let parked = match serves {
+            true => self.parked(&mut chunk.parked, event.object, &id)?,
+            false => None,
+        };
+        if serves && event.change != ChangeKind::Delete && (m.needs_hydration || parked.is_some()) {
+            // Never decided on fields it does not have: wait for the read.
+            let relevant = m
+                .changed_canonical
+                .iter()
+                .any(|f| self.fields_read.contains(f));
+            let owed = !echo
+                && (relevant
+                    || matches!(
+                        event.change,
+                        ChangeKind::Create | ChangeKind::Undelete | ChangeKind::Gap
+                    ));
+            let mut p = parked.unwrap_or_else(|| Parked {
+                crm: event.source,
+                object: event.object,
+                id: id.clone(),
+                since: now,
+                event_id: event.event_id.clone(),
+                decide: false,
+                fields: BTreeMap::new(),
+            });
+            p.decide |= owed;
+            for f in event.fields.keys() {
+                p.fields.insert(f.clone(), now);
+            }
+            self.park(out, &mut chunk.parked, p);
+            out.batch.put_record(&record, applied_key);
+            chunk.cache.insert(key, (Some(record), applied_key));
+            return Ok(());
+        }
+        if parked.is_some() {
+            // Deleted while parked: nothing left to read.
+            self.unpark(out, &mut chunk.parked, event.object, &id);
+        }
+        let unread = m.needs_hydration && !serves;
         match event.change {
             ChangeKind::Delete => {
                 if let Some(prev) = before.filter(|b| !b.deleted) {
@@ -359,7 +377,7 @@ impl Pipeline {
             }
             _ if record.deleted => {}
             ChangeKind::Create | ChangeKind::Undelete if !echo => {
-                self.decide(out, &mut record, &event, now)
+                self.decide(out, &mut record, &event, now, unread.then(not_read))
             }
             _ => {
                 let relevant = m
@@ -367,7 +385,7 @@ impl Pipeline {
                     .iter()
                     .any(|f| self.fields_read.contains(f));
                 if relevant && !echo {
-                    self.decide(out, &mut record, &event, now);
+                    self.decide(out, &mut record, &event, now, unread.then(not_read));
                 } else if m.owner_changed && !echo {
                     // Someone reassigned it by hand: respect it, keep the loads right.
                     let mut ops = Vec::new();
@@ -389,8 +407,193 @@ impl Pipeline {
             }
         }
         out.batch.put_record(&record, applied_key);
-        cache.insert(key, (Some(record), applied_key));
+        chunk.cache.insert(key, (Some(record), applied_key));
         Ok(())
+    }
+
+    /// The parked entry of a record, from this chunk or the store.
+    fn parked(
+        &self,
+        staged: &mut HashMap<(ObjectKind, String), Option<Parked>>,
+        object: ObjectKind,
+        id: &str,
+    ) -> Result<Option<Parked>, ServiceError> {
+        let key = (object, id.to_string());
+        if let Some(p) = staged.get(&key) {
+            return Ok(p.clone());
+        }
+        let p = self
+            .store
+            .admin_get::<Parked>(PARKED, &parked_name(object, id))?;
+        staged.insert(key, p.clone());
+        Ok(p)
+    }
+
+    fn park(
+        &self,
+        out: &mut Staged,
+        staged: &mut HashMap<(ObjectKind, String), Option<Parked>>,
+        p: Parked,
+    ) {
+        if let Ok(value) = serde_json::to_value(&p) {
+            out.batch
+                .admin_put(PARKED, &parked_name(p.object, &p.id), value);
+        }
+        debug!(event_id = %p.event_id, record_id = %p.id, "record parked until read");
+        staged.insert((p.object, p.id.clone()), Some(p));
+        self.hydrator.poke();
+    }
+
+    fn unpark(
+        &self,
+        out: &mut Staged,
+        staged: &mut HashMap<(ObjectKind, String), Option<Parked>>,
+        object: ObjectKind,
+        id: &str,
+    ) {
+        out.batch
+            .admin_put(PARKED, &parked_name(object, id), serde_json::Value::Null);
+        staged.insert((object, id.to_string()), None);
+    }
+
+    /// Where parked records are read; the owner loop waits on
+    /// [`Hydrator::landed_ready`] and then calls [`Pipeline::stage_hydrated`].
+    pub fn hydrator(&self) -> &Hydrator {
+        &self.hydrator
+    }
+
+    /// Merges the reads that landed into their parked records and decides
+    /// those a decision is owed (in the order they were parked); a read that
+    /// failed until the deadline decides on what is known, and says so.
+    pub fn stage_hydrated(&mut self, now: Millis) -> Result<Staged, ServiceError> {
+        let mut out = Staged {
+            batch: self.store.batch(),
+            ..Staged::default()
+        };
+        let mut landed = self.hydrator.take_landed();
+        landed.sort_by_key(|l| l.since);
+        let mut chunk = Chunk::default();
+        for l in landed {
+            self.land(&mut out, &mut chunk, l, now)?;
+        }
+        Ok(out)
+    }
+
+    fn land(
+        &mut self,
+        out: &mut Staged,
+        chunk: &mut Chunk,
+        l: Landed,
+        now: Millis,
+    ) -> Result<(), ServiceError> {
+        let Some(p) = self.parked(&mut chunk.parked, l.object, &l.id)? else {
+            return Ok(());
+        };
+        self.unpark(out, &mut chunk.parked, l.object, &l.id);
+        let key = (l.object, l.id.clone());
+        let (before, applied) = match chunk.cache.get(&key) {
+            Some(c) => c.clone(),
+            None => match self.store.record(l.object, &l.id)? {
+                Some((r, k)) => (Some(r), k),
+                None => (None, None),
+            },
+        };
+        let event = ChangeEvent {
+            v: allot_core::EVENT_VERSION,
+            source: p.crm,
+            event_id: p.event_id.clone(),
+            object: l.object,
+            record_id: Some(l.id.clone()),
+            change: if before.is_some() {
+                ChangeKind::Update
+            } else {
+                ChangeKind::Create
+            },
+            changed_fields: Vec::new(),
+            fields: BTreeMap::new(),
+            commit_time: None,
+            sequence: None,
+            commit_user: None,
+            origin: None,
+            transaction: None,
+        };
+        let (mut record, note) = match l.landing {
+            Landing::Found(values) => {
+                // Fields events set after the read was sent are newer than it.
+                let fields: BTreeMap<String, allot_core::Value> = values
+                    .into_iter()
+                    .filter(|(k, _)| p.fields.get(k).is_none_or(|at| *at <= l.read_at))
+                    .collect();
+                let event = ChangeEvent {
+                    changed_fields: fields.keys().cloned().collect(),
+                    fields,
+                    ..event.clone()
+                };
+                let m = merge(before.clone(), applied, &event, self.maps.get(p.crm));
+                let Some(record) = m.record else {
+                    return Ok(());
+                };
+                let relevant = m
+                    .changed_canonical
+                    .iter()
+                    .any(|f| self.fields_read.contains(f));
+                if !(p.decide || relevant) || record.deleted {
+                    self.store_landed(out, chunk, record, applied, p.crm);
+                    return Ok(());
+                }
+                (record, None)
+            }
+            Landing::Missing => {
+                // The CRM has no such record: a delete, now confirmed.
+                if let Some(mut prev) = before.filter(|b| !b.deleted) {
+                    let ops = allot_rules::release(&prev);
+                    self.state.apply(&ops);
+                    out.batch.apply_state_ops(&ops);
+                    prev.deleted = true;
+                    self.store_landed(out, chunk, prev, applied, p.crm);
+                }
+                debug!(record_id = %l.id, "parked record is gone from the crm");
+                return Ok(());
+            }
+            Landing::Failed(reason) => {
+                self.metrics.hydrated.with_label_values(&["deadline"]).inc();
+                let Some(record) = before else {
+                    return Ok(());
+                };
+                let note = format!(
+                    "hydration failed after {}: {reason}; decided on the fields events carried",
+                    minutes(now - p.since)
+                );
+                warn!(record_id = %l.id, event_id = %p.event_id, reason = %reason, "hydration deadline passed, deciding on what is known");
+                if !p.decide || record.deleted {
+                    self.store_landed(out, chunk, record, applied, p.crm);
+                    return Ok(());
+                }
+                (record, Some(note))
+            }
+        };
+        self.decide(out, &mut record, &event, now, note);
+        self.store_landed(out, chunk, record, applied, p.crm);
+        Ok(())
+    }
+
+    fn store_landed(
+        &self,
+        out: &mut Staged,
+        chunk: &mut Chunk,
+        mut record: Record,
+        applied: Option<OrderKey>,
+        crm: Crm,
+    ) {
+        if crm != Crm::Native {
+            record
+                .fields
+                .insert("crm".into(), allot_core::Value::from(crm.as_str()));
+        }
+        out.batch.put_record(&record, applied);
+        chunk
+            .cache
+            .insert((record.object, record.id.clone()), (Some(record), applied));
     }
 
     /// allot's own write coming back: by origin, or by the write ledger.
@@ -429,11 +632,24 @@ impl Pipeline {
             })
     }
 
-    fn decide(&mut self, out: &mut Staged, record: &mut Record, event: &ChangeEvent, now: Millis) {
+    /// Decides `record`; `note`, when given, says first in the explanation
+    /// what the decision could not know.
+    fn decide(
+        &mut self,
+        out: &mut Staged,
+        record: &mut Record,
+        event: &ChangeEvent,
+        now: Millis,
+        note: Option<String>,
+    ) {
         let outcome = allot_rules::decide(&self.rules, &self.state, record, now);
         self.state.apply(&outcome.ops);
         out.batch.apply_state_ops(&outcome.ops);
-        let d = outcome.decision;
+        let mut d = outcome.decision;
+        if let Some(note) = note {
+            d.explanation.insert(0, note.clone());
+            d.warnings.push(note);
+        }
         debug!(event_id = %event.event_id, record_id = %record.id, owner = ?d.owner, strategy = d.strategy.as_str(), "decided");
         self.stage_decision(out, record, d, Some(event.source), &event.event_id, now);
     }
@@ -480,6 +696,15 @@ impl Pipeline {
         }
         out.change_of.push(change_of);
         out.decisions.push(d);
+    }
+}
+
+/// `600000` → `10 min`; under a minute in seconds.
+fn minutes(ms: Millis) -> String {
+    if ms >= 60_000 {
+        format!("{} min", ms / 60_000)
+    } else {
+        format!("{} s", ms.max(0) / 1000)
     }
 }
 

@@ -181,6 +181,33 @@ pub struct CrmCfg {
     pub mode: CrmMode,
     pub salesforce: SalesforceCfg,
     pub hubspot: HubSpotCfg,
+    /// A record parked for its read is decided on what is known after this
+    /// long without a successful read (`"10m"`, `"90s"`).
+    #[serde(default = "hydration_deadline", with = "humantime_serde")]
+    pub hydration_deadline: std::time::Duration,
+    /// A partial batch of reads waits this long for more records.
+    #[serde(default = "hydration_linger", with = "humantime_serde")]
+    pub hydration_linger: std::time::Duration,
+}
+
+fn hydration_deadline() -> std::time::Duration {
+    std::time::Duration::from_secs(600)
+}
+
+fn hydration_linger() -> std::time::Duration {
+    std::time::Duration::from_secs(2)
+}
+
+impl CrmCfg {
+    /// How hydration batches and gives up.
+    pub fn hydration(&self) -> allot_services::hydrate::HydrationConfig {
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        allot_services::hydrate::HydrationConfig {
+            linger_ms: ms(self.hydration_linger),
+            deadline_ms: ms(self.hydration_deadline),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

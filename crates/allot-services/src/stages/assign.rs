@@ -185,6 +185,11 @@ impl ChunkStage for AssignStage {
     }
 
     async fn tick(&mut self) -> Result<(), ServiceError> {
+        let staged = self.pipeline.stage_hydrated(crate::now_ms())?;
+        if !staged.batch.is_empty() {
+            self.send(&staged, &HashMap::new()).await?;
+            crate::pipeline::commit(self.pipeline.store(), staged.batch, "hydrate").await?;
+        }
         let Some(cfg) = self.sla.clone() else {
             return Ok(());
         };

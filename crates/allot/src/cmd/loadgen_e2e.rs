@@ -281,6 +281,7 @@ async fn drive(a: E2e) -> anyhow::Result<ExitCode> {
         rules.clone(),
         writer_cfg,
         &metrics,
+        &allot_services::budget::Budgets::default(),
         ready,
         stopped(&stop_rx),
     )?);

@@ -20,7 +20,9 @@ use allot_services::admin::{AdminCtx, Auth};
 use allot_services::api::{self, ApiState};
 use allot_services::control::{ControlHandle, Controller};
 use allot_services::embedded::EmbeddedIngest;
+use allot_services::budget::Budgets;
 use allot_services::hydrate::Hydrator;
+use allot_services::reader::ReadPolicy;
 use allot_services::kafka::KafkaIngest;
 use allot_services::metrics::Metrics;
 use allot_services::pipeline::{FieldMaps, Pipeline};
@@ -230,8 +232,19 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
     }
 
     let echo = cfg.echo();
+    // One request budget per CRM: hydration reads and owner writes share it.
+    let budgets = Budgets::new(&clients, &cfg.writer);
     let hydrator = if cfg.ingest.hydrate {
-        Hydrator::Crm(clients.clone())
+        let (hydrator, worker) = Hydrator::start(
+            store.clone(),
+            clients.clone(),
+            budgets.clone(),
+            ReadPolicy::from_writer(&cfg.writer),
+            cfg.crm.hydration(),
+            metrics.clone(),
+        );
+        tasks.push(tokio::spawn(worker.run(stopped(&stop_rx))));
+        hydrator
     } else {
         Hydrator::Off
     };
@@ -313,6 +326,7 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
         rules.clone(),
         cfg.writer.clone(),
         &metrics,
+        &budgets,
         outbox_ready,
         stopped(&stop_rx),
     )?);

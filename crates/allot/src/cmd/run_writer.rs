@@ -7,6 +7,7 @@ use std::sync::Arc;
 use allot_core::{OwnerChange, Strategy};
 use allot_crm::CrmClient;
 use allot_rules::{Owner, RuleSet};
+use allot_services::budget::Budgets;
 use allot_services::metrics::Metrics;
 use allot_services::writer::{Writer, WriterConfig, WriterMetrics};
 use allot_store::Store;
@@ -20,6 +21,7 @@ pub fn spawn(
     rules: Arc<RuleSet>,
     mut config: WriterConfig,
     metrics: &Metrics,
+    budgets: &Budgets,
     wake: Arc<Notify>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<JoinHandle<()>> {
@@ -30,7 +32,8 @@ pub fn spawn(
     let (tx, mut rx) = mpsc::unbounded_channel::<OwnerChange>();
     config.reroute = Some(tx);
     let writer = Writer::new(store.clone(), clients, config, writer_metrics)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .share_budgets(budgets);
     // Inactive in the CRM: the territory's fallback (up the tree), then the global one.
     let reroute_wake = wake.clone();
     tokio::spawn(async move {

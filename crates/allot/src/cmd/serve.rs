@@ -18,7 +18,9 @@ use allot_crm::{
 };
 use allot_emulator::EmulatorOptions;
 use allot_rules::RuleSet;
+use allot_services::budget::Budgets;
 use allot_services::hydrate::Hydrator;
+use allot_services::reader::ReadPolicy;
 use allot_services::metrics::Metrics;
 use allot_services::pipeline::{FieldMaps, Pipeline};
 use allot_services::stages::assign::AssignStage;
@@ -173,8 +175,21 @@ async fn serve(stage: Stage, cfg: AppConfig, secrets: Secrets) -> anyhow::Result
         Stage::Assign => {
             let rules = load_rules(&cfg, &store)?;
             let clients = clients(&cfg, &secrets)?;
+            // This process's reads have a budget of their own: the write
+            // stage's writes are paced in another process.
             let hydrator = match cfg.ingest.hydrate {
-                true => Hydrator::Crm(clients),
+                true => {
+                    let (hydrator, worker) = Hydrator::start(
+                        store.clone(),
+                        clients.clone(),
+                        Budgets::new(&clients, &cfg.writer),
+                        ReadPolicy::from_writer(&cfg.writer),
+                        cfg.crm.hydration(),
+                        metrics.clone(),
+                    );
+                    tasks.push(tokio::spawn(worker.run(stopped(&stop_rx))));
+                    hydrator
+                }
                 false => Hydrator::Off,
             };
             let pipeline = Pipeline::new(
@@ -198,6 +213,7 @@ async fn serve(stage: Stage, cfg: AppConfig, secrets: Secrets) -> anyhow::Result
         Stage::Write => {
             let rules = load_rules(&cfg, &store)?;
             let clients = clients(&cfg, &secrets)?;
+            let budgets = Budgets::new(&clients, &cfg.writer);
             let ready = Arc::new(Notify::new());
             // Changes left pending by a previous run go out right away.
             ready.notify_one();
@@ -216,6 +232,7 @@ async fn serve(stage: Stage, cfg: AppConfig, secrets: Secrets) -> anyhow::Result
                 rules,
                 cfg.writer.clone(),
                 &metrics,
+                &budgets,
                 ready,
                 stopped(&stop_rx),
             )?);
