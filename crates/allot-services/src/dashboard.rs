@@ -277,6 +277,7 @@ mod tests {
             "decisions",
             "dlq",
             "writer",
+            "failed_writes",
             "stages",
             "workload",
         ] {

@@ -193,6 +193,7 @@
     renderErrors(o);
     renderWriter(o);
     renderLag(o);
+    renderFailed(o);
     renderWorkload(o);
     renderRecent(recent);
   }
@@ -388,6 +389,18 @@
     fill('writer',
       el('table', {}, el('tr', {}, head.map((h) => el('th', {}, h))), rows),
       el('p', { class: 'note' }, 'Latency of update calls (estimated from the histogram). Headroom: calls left in the CRM\'s rate window (HubSpot) or day (Salesforce), as last reported.'));
+  }
+
+  function renderFailed(o) {
+    const f = o.failed_writes;
+    const codes = Object.entries(f.by_code);
+    fill('failed',
+      el('div', { class: 'kpis' },
+        kpi('failed_writes.total', f.total, 'failed writes', f.total ? 'bad' : ''),
+        codes.map(([code, n]) => kpi(`failed_writes.by_code.${code}`, n, code.replace(/_/g, ' ')))),
+      codes.length
+        ? el('p', { class: 'note' }, 'List them with allot writes failed (GET /api/writes/failed); allot writes retry ID decides the record again, allot writes discard ID drops it.')
+        : el('p', { class: 'empty' }, 'no failed writes'));
   }
 
   function renderLag(o) {

@@ -21,13 +21,13 @@ struct Checked {
 /// Re-decides `targets` under the pipeline's rules and state, staging the
 /// owner change when the engine's owner differs from the one the CRM holds.
 ///
-/// For a retried failed write that is still the record's newest owner
-/// change, the CRM never received that owner: the record is decided as the
-/// previous owner's (the open counts move back first), so the same owner
-/// chosen again is written again, and a different one replaces it. The
-/// failed write is removed in the same batch. Every target is checked before
-/// anything is staged: a refusal (unknown record or failed write) changes
-/// nothing.
+/// Each record is decided as its CRM holds it, as far as the outbox knows
+/// (see [`crm_owner`]): when a write failed, the CRM never received that
+/// owner, so the record counts as the previous owner's again first; the same
+/// owner chosen again is then written again, and a different one replaces
+/// it. A retried failed write is removed in the same batch. Every target is
+/// checked before anything is staged: a refusal (unknown record or failed
+/// write) changes nothing.
 pub fn redecide_records(
     p: &mut Pipeline,
     out: &mut Staged,
@@ -86,14 +86,17 @@ fn check(store: &Store, t: &RedecideTarget) -> Result<Result<Checked, String>, S
     })
 }
 
-/// Whether `f` is the newest owner change of its record (nothing newer was
-/// queued, written or failed since).
-fn still_newest(store: &Store, f: &FailedWrite) -> Result<bool, ServiceError> {
-    Ok(store
-        .outbox_get(&OutboxKey::of(&f.change))?
-        .is_some_and(|e| {
-            e.state == OutboxState::Failed && e.change.decided_at == f.change.decided_at
-        }))
+/// The owner the CRM holds (or is about to) as far as the outbox knows: the
+/// newest change's owner once written or while queued, the owner before it
+/// when it failed; `None` when the outbox has nothing for the record.
+fn crm_owner(store: &Store, record: &Record) -> Result<Option<Option<String>>, ServiceError> {
+    let Some(e) = store.outbox_get(&OutboxKey::new(record.object, &record.id))? else {
+        return Ok(None);
+    };
+    Ok(Some(match e.state {
+        OutboxState::Failed => e.change.previous_owner,
+        _ => Some(e.change.owner),
+    }))
 }
 
 fn one(
@@ -109,28 +112,31 @@ fn one(
         applied,
         failed,
     } = c;
-    let mut reason = format!("redecide: requested by {by}");
+    let reason = match &failed {
+        Some((id, f)) => format!("retry: failed write {id} ({}) retried by {by}", f.code),
+        None => format!("redecide: requested by {by}"),
+    };
+    if let Some((id, _)) = &failed {
+        out.batch.failed_write_discard(id);
+    }
     let mut reset = false;
-    if let Some((id, f)) = &failed {
-        reason = format!("retry: failed write {id} ({}) retried by {by}", f.code);
-        if record.owner.as_deref() == Some(f.change.owner.as_str()) && still_newest(p.store(), f)? {
-            // The CRM still has the previous owner: count the record as theirs again.
-            let mut ops = vec![StateOp::OpenDelta {
-                rep: f.change.owner.clone(),
-                delta: -1,
-            }];
-            if let Some(prev) = &f.change.previous_owner {
-                ops.push(StateOp::OpenDelta {
-                    rep: prev.clone(),
-                    delta: 1,
-                });
-            }
+    match crm_owner(p.store(), &record)? {
+        Some(held) if held != record.owner => {
+            // The CRM holds another owner than the record says (a write that
+            // failed, a re-route): count the record as theirs first.
+            let delta = |rep: &Option<String>, delta| {
+                rep.clone().map(|rep| StateOp::OpenDelta { rep, delta })
+            };
+            let ops: Vec<StateOp> = [delta(&record.owner, -1), delta(&held, 1)]
+                .into_iter()
+                .flatten()
+                .collect();
             p.apply_ops(&ops);
             out.batch.apply_state_ops(&ops);
-            record.owner = f.change.previous_owner.clone();
+            record.owner = held;
             reset = true;
         }
-        out.batch.failed_write_discard(id);
+        _ => {}
     }
     let held = record.owner.clone();
     let event = format!("redecide:{}:{}:{now}", t.object, t.record_id);

@@ -4,8 +4,9 @@
 //! into rates from one poll to the next); audit-derived figures come from the
 //! metrics, never from scanning the audit. Per poll the store is read only
 //! for the dead-letter log's two ends, the per-rep open counts (a prefix of
-//! the state table), at most [`BACKLOG_CAP`] outbox entries, and, no more
-//! than every 30 s, the rule versions.
+//! the state table), at most [`BACKLOG_CAP`] outbox entries, the failed
+//! writes counted per error code (a handful of counters), and, no more than
+//! every 30 s, the rule versions.
 //!
 //! ```json
 //! {
@@ -37,6 +38,7 @@
 //!     "quota_exhausted": [],
 //!     "backlog": 0, "backlog_capped": false
 //!   },
+//!   "failed_writes": {"by_code": {"inactive_owner": 1}, "total": 1},
 //!   "stages": {"ingest": {"count": 12, "mean_seconds": 0.002, "p50_seconds": 0.0012,
 //!     "p90_seconds": 0.004, "p99_seconds": 0.0049}},
 //!   "workload": {
@@ -54,6 +56,9 @@
 //! left in the CRM's window or day, present once the writer has called that
 //! CRM. `backlog` is the owner changes queued and not yet handed to the
 //! writer, counted up to [`BACKLOG_CAP`] (`backlog_capped` when there are more).
+//! `failed_writes` counts the owner changes in the failed-writes table now
+//! (listed, retried and discarded through `/api/writes/failed`), unlike
+//! `writer.failed`, which counts give-ups since the process started.
 //! `cv` is the coefficient of variation of the open counts (standard
 //! deviation over mean; `null` when nobody has open records), over active
 //! reps and any inactive one still holding records; `mean_open` and a
@@ -88,6 +93,7 @@ pub struct Overview {
     pub decisions: Decisions,
     pub dlq: Dlq,
     pub writer: Writer,
+    pub failed_writes: FailedWrites,
     /// Time to process and commit one batch, by stage.
     pub stages: BTreeMap<String, Latency>,
     pub workload: Workload,
@@ -150,6 +156,13 @@ pub struct Writer {
     pub backlog_capped: bool,
 }
 
+/// The failed-writes table, per error code.
+#[derive(Debug, Serialize)]
+pub struct FailedWrites {
+    pub by_code: BTreeMap<String, u64>,
+    pub total: u64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Workload {
     pub reps: Vec<RepLoad>,
@@ -186,6 +199,7 @@ pub fn build(
     let dlq_size = dlq.end_offset()?.saturating_sub(dlq.start_offset()?);
     let backlog = store.outbox_pending(BACKLOG_CAP + 1)?.len();
     let loads = store.open_loads()?;
+    let by_code = store.failed_write_counts()?;
     Ok(Overview {
         v: 1,
         generated_at: now,
@@ -200,6 +214,10 @@ pub fn build(
             backlog: backlog.min(BACKLOG_CAP) as u64,
             backlog_capped: backlog > BACKLOG_CAP,
             ..writer(&f)
+        },
+        failed_writes: FailedWrites {
+            total: by_code.values().sum(),
+            by_code,
         },
         stages: f.histogram_by("allot_stage_batch_seconds", "stage"),
         workload: workload(reps, loads),
@@ -429,6 +447,7 @@ mod tests {
         assert_eq!(o.writer.changes_written_total, 4);
         assert_eq!(o.writer.rate_headroom.get("hubspot"), Some(&96));
         assert_eq!((o.writer.backlog, o.writer.backlog_capped), (0, false));
+        assert_eq!(o.failed_writes.total, 0);
         assert_eq!(o.workload.reps.len(), 1);
     }
 }
