@@ -59,6 +59,8 @@ enum Command {
     Reps(cmd::admin::Reps),
     /// The admin audit of a running allot.
     Admin(cmd::admin::Admin),
+    /// Failed owner writes of a running allot: list, retry (decided again), discard.
+    Writes(cmd::writes::Writes),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +82,7 @@ fn main() -> ExitCode {
         Command::Explain(a) => cmd::admin::explain(a, std::env::vars().collect()),
         Command::Reps(a) => cmd::admin::reps(a, std::env::vars().collect()),
         Command::Admin(a) => cmd::admin::admin(a, std::env::vars().collect()),
+        Command::Writes(a) => cmd::writes::run(a, std::env::vars().collect()),
     };
     match result {
         Ok(code) => code,

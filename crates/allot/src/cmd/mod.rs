@@ -18,3 +18,4 @@ pub mod serve;
 pub mod simulate;
 pub mod state;
 pub mod validate;
+pub mod writes;
