@@ -68,7 +68,9 @@ pub struct FaultPatch {
     pub reset: bool,
     /// Fraction of API calls answered with an error, per kind: an HTTP status
     /// (`"500"`, `"502"`, `"503"`, `"429"`) or `"UNABLE_TO_LOCK_ROW"`
-    /// (Salesforce writes, drawn per record in composite calls).
+    /// (Salesforce writes, drawn per record in composite calls), or `"GAP"`:
+    /// Salesforce change events sent as `GAP_*` with no fields, as an org
+    /// under load sends them (readers must re-read those records).
     pub error_rates: Option<BTreeMap<String, f64>>,
     /// Which side the error rates apply to (both by default).
     pub error_side: Option<Side>,
@@ -182,6 +184,12 @@ impl Faults {
             .into_iter()
             .find(|(_, rate)| self.rng.gen::<f64>() < *rate)
             .map(|(status, _)| Injected::Status(status))
+    }
+
+    /// Whether one Salesforce change event goes out as a gap event.
+    pub fn draw_gap(&mut self) -> bool {
+        let rate = self.view.error_rates.get("GAP").copied().unwrap_or(0.0);
+        rate > 0.0 && self.rng.gen::<f64>() < rate
     }
 
     /// Whether one Salesforce record write hits `UNABLE_TO_LOCK_ROW`.

@@ -126,12 +126,29 @@ impl SfMeta {
 }
 
 /// Emits one CDC event with the next replay id and commit number.
+/// A gap fault sends it as `GAP_<type>` with no fields.
 fn emit_sf(st: &mut State, mut header: CdcHeader, fields: &Map<String, Value>) {
     let (replay_id, commit_number) = st.next_commit();
     header.commit_number = commit_number;
-    let event = sf_cdc_event(&header, fields, replay_id);
+    let gap = st.faults.draw_gap();
+    if gap {
+        header.change_type = gap_type(header.change_type);
+    }
+    let empty = Map::new();
+    let event = sf_cdc_event(&header, if gap { &empty } else { fields }, replay_id);
     let key = header.record_ids.first().cloned().unwrap_or_default();
     st.deliver_sf(&key, &event);
+}
+
+/// `CREATE` → `GAP_CREATE`.
+fn gap_type(change_type: &'static str) -> &'static str {
+    match change_type {
+        "CREATE" => "GAP_CREATE",
+        "UPDATE" => "GAP_UPDATE",
+        "DELETE" => "GAP_DELETE",
+        "UNDELETE" => "GAP_UNDELETE",
+        other => other,
+    }
 }
 
 /// The event base of a HubSpot change made now by `source`.
