@@ -1,6 +1,7 @@
 //! The ops dashboard in a real headless browser (Debian's Chromium): the
 //! page `allot run` serves loads with every panel, the figures it shows equal
-//! what `/api/overview` and `/api/decisions/recent` say, "why does X own this
+//! what `/api/overview` and `/api/decisions/recent` say (the failed write the
+//! test causes among them), "why does X own this
 //! record?" answers from the query string, and a screenshot is written to
 //! `target/dashboard.png`.
 //!
@@ -33,6 +34,9 @@ const PEOPLE: &[(&str, &str, &str, u32)] = &[
     ("salesforce", "Brazil", "", 12),
 ];
 
+/// Kenji Watanabe, the only owner of territory sf-apac (Japan).
+const KENJI: &str = "0055f000001AFFFAA4";
+
 /// The panels the page must show.
 const PANELS: &[&str] = &[
     "throughput",
@@ -41,6 +45,7 @@ const PANELS: &[&str] = &[
     "errors",
     "writer",
     "lag",
+    "failed",
     "workload",
     "recent",
     "explain",
@@ -236,7 +241,16 @@ fn dashboard_shows_what_the_api_says_in_a_real_browser() {
     let run = start(dir.path(), &[]);
     let http = reqwest::blocking::Client::new();
 
-    // Records decided, one payload dead-lettered.
+    // Kenji Watanabe, sf-apac's only owner, is inactive in the CRM: the lead
+    // from Japan fails to be written (then goes to the fallback).
+    let r = http
+        .post(format!("{}/_emulator/faults", run.emulator))
+        .json(&json!({"inactive_users": [KENJI]}))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text());
+
+    // Records decided, one payload dead-lettered, one write failed.
     let ids: Vec<String> = (0..PEOPLE.len())
         .map(|i| create(&http, &run.emulator, i))
         .collect();
@@ -260,6 +274,7 @@ fn dashboard_shows_what_the_api_says_in_a_real_browser() {
         std::thread::sleep(Duration::from_millis(700));
         let b = get(&overview);
         let done = b["dlq"]["size"] == 1
+            && b["failed_writes"]["total"] == 1
             && b["writer"]["backlog"] == 0
             && b["decisions"]["total"].as_u64() >= Some(ids.len() as u64);
         (done && settled(a) == settled(b.clone())).then_some(b)
@@ -330,8 +345,14 @@ fn dashboard_shows_what_the_api_says_in_a_real_browser() {
         ("writer.calls_total", &o["writer"]["calls_total"]),
         ("writer.backlog", &o["writer"]["backlog"]),
         ("workload.total_open", &o["workload"]["total_open"]),
+        ("failed_writes.total", &o["failed_writes"]["total"]),
     ] {
         same_count(&figs, name, want);
+    }
+    // The failed write the test caused, by its code.
+    assert_eq!(o["failed_writes"]["by_code"], json!({"inactive_owner": 1}));
+    for (code, n) in o["failed_writes"]["by_code"].as_object().unwrap() {
+        same_count(&figs, &format!("failed_writes.by_code.{code}"), n);
     }
     let strategies = d["by_strategy"].as_object().unwrap();
     assert!(!strategies.is_empty());
