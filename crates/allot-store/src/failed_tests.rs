@@ -175,8 +175,9 @@ fn get_discard_and_counts_by_code() {
     assert_eq!(one.change.owner, "o20");
     assert_eq!(store.failed_write(&id("lead:00Q1:99")).unwrap(), None);
 
-    // (id to discard, whether it was there, counts after)
-    let steps: Vec<(&str, bool, Vec<(String, u64)>)> = vec![
+    /// Id to discard, whether it was there, counts after.
+    type Step<'a> = (&'a str, bool, Vec<(String, u64)>);
+    let steps: Vec<Step> = vec![
         (
             "lead:00Q1:20",
             true,
