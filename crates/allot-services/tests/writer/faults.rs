@@ -60,6 +60,7 @@ async fn record_failures_are_failed_or_retried_each_on_its_own() {
     assert_eq!(failed.len(), 10);
     for f in &failed {
         assert_eq!(f.change.owner, NOBODY);
+        assert_eq!(f.code, "invalid_reference");
         assert_eq!(
             f.reason,
             "INVALID_CROSS_REFERENCE_KEY: invalid cross reference id"
@@ -104,6 +105,11 @@ async fn an_inactive_owner_goes_to_the_reroute_hook() {
     assert_eq!(inactive.get(), 1);
     let failed = store.failed_writes(10).unwrap();
     assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].code, "inactive_owner");
+    assert_eq!(
+        store.failed_write_counts().unwrap().get("inactive_owner"),
+        Some(&1)
+    );
     assert!(
         failed[0].reason.starts_with("INACTIVE_OWNER_OR_USER: "),
         "{}",
