@@ -332,7 +332,9 @@ impl Pipeline {
             true => self.parked(&mut chunk.parked, event.object, &id)?,
             false => None,
         };
-        if serves && event.change != ChangeKind::Delete && (m.needs_hydration || parked.is_some()) {
+        // allot's own write coming back as a gap needs no read: allot knows what it wrote.
+        let unknown = m.needs_hydration && !echo;
+        if serves && event.change != ChangeKind::Delete && (unknown || parked.is_some()) {
             // Never decided on fields it does not have: wait for the read.
             let relevant = m
                 .changed_canonical

@@ -10,6 +10,9 @@ use super::client::SalesforceClient;
 use super::request;
 use crate::CrmError;
 
+/// One id and its record, `None` when it is gone.
+pub type Row = (String, Option<Map<String, Value>>);
+
 /// At most this many ids per composite read.
 pub const MAX_READ: usize = 2_000;
 
@@ -33,7 +36,7 @@ pub fn read_body<S: AsRef<str>>(ids: &[S], fields: &[&str]) -> Value {
 pub fn parse_read<S: AsRef<str>>(
     ids: &[S],
     body: &[u8],
-) -> Result<Vec<(String, Option<Map<String, Value>>)>, String> {
+) -> Result<Vec<Row>, String> {
     let rows: Vec<Option<Map<String, Value>>> =
         serde_json::from_slice(body).map_err(|e| format!("expected an array of records: {e}"))?;
     if rows.len() != ids.len() {
@@ -70,7 +73,7 @@ impl SalesforceClient {
         object: ObjectKind,
         ids: &[S],
         fields: &[&str],
-    ) -> Result<Vec<(String, Option<Map<String, Value>>)>, CrmError> {
+    ) -> Result<Vec<Row>, CrmError> {
         if ids.len() > MAX_READ {
             return Err(CrmError::BatchTooLarge {
                 crm: Crm::Salesforce,

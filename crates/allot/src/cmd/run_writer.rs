@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tracing::{error, warn};
 
+#[allow(clippy::too_many_arguments)] // wiring: each is a distinct part the writer is handed
 pub fn spawn(
     store: Arc<Store>,
     clients: Vec<CrmClient>,
