@@ -127,13 +127,16 @@ fn reference(records: &[Value]) -> HashMap<String, (Option<String>, Option<Strin
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    {
-        let mut stdin = child.stdin.take().unwrap();
-        for r in records {
-            writeln!(stdin, "{r}").unwrap();
+    // Written from a thread: simulate answers while it reads.
+    let mut stdin = child.stdin.take().unwrap();
+    let lines: Vec<String> = records.iter().map(Value::to_string).collect();
+    let writer = std::thread::spawn(move || {
+        for l in lines {
+            writeln!(stdin, "{l}").unwrap();
         }
-    }
+    });
     let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()

@@ -280,6 +280,8 @@
         ['duplicates dropped', 'ingest.deduped', o.ingest.deduped],
         ['own writes echoed', 'ingest.echoes', o.ingest.echoes],
         ['stale events', 'ingest.stale', o.ingest.stale],
+        ['parked for a CRM read', 'ingest.parked', o.ingest.parked],
+        ['read deadline passed', 'ingest.hydrated.deadline', o.ingest.hydrated.deadline || 0],
       ]),
       stage('Assign', 'decisions', 'rate.decisions', 'decisions/s', [
         ['decisions', 'decisions.total', o.decisions.total],

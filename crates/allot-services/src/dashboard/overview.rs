@@ -16,7 +16,7 @@
 //!     "consumed": {"webhook:hubspot": 3}, "consumed_total": 3,
 //!     "decoded": {"hubspot": 3, "salesforce": 5}, "decoded_total": 8,
 //!     "deduped": 0, "echoes": 5, "stale": 0,
-//!     "hydrated": {"ok": 3},
+//!     "hydrated": {"ok": 3}, "parked": 0,
 //!     "lag": [{"source": "allot.raw", "partition": "0", "events": 0}]
 //!   },
 //!   "decisions": {
@@ -109,6 +109,8 @@ pub struct Ingest {
     pub echoes: u64,
     pub stale: u64,
     pub hydrated: BTreeMap<String, u64>,
+    /// Records parked until their CRM read lands (not decided yet).
+    pub parked: i64,
     pub lag: Vec<Lag>,
 }
 
@@ -247,6 +249,10 @@ fn ingest(f: &Families) -> Ingest {
         echoes: f.counter("allot_ingest_echoes_total"),
         stale: f.counter("allot_ingest_events_stale_total"),
         hydrated: f.counter_by("allot_ingest_hydrations_total", "outcome"),
+        parked: f
+            .gauges("allot_hydration_parked_records", &[])
+            .first()
+            .map_or(0, |(_, v)| *v),
         lag,
     }
 }
