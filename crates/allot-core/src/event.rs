@@ -86,9 +86,26 @@ pub struct ChangeEvent {
     /// Salesforce `transactionKey`, HubSpot `subscriptionId`, when present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transaction: Option<String>,
+    /// Where `event_id` is unique, besides the CRM: Salesforce replay ids
+    /// within a channel (allot scopes them by object, each object's change
+    /// events being one channel's), HubSpot `eventId`s within a portal and
+    /// app (`portal/app`). `None` for native events and old messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 impl ChangeEvent {
+    /// The dedupe key: CRM, scope and event id, so ids that collide across
+    /// channels, portals or CRMs stay apart (`salesforce/lead/17`).
+    pub fn dedupe_key(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.source,
+            self.scope.as_deref().unwrap_or("-"),
+            self.event_id
+        )
+    }
+
     /// Ordering key for "is this event older than what was applied": commit
     /// time, then sequence. Missing parts sort first.
     pub fn order_key(&self) -> (Millis, i64) {

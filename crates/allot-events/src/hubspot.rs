@@ -109,6 +109,17 @@ pub(crate) fn decode(v: &J, index: Option<usize>) -> Result<ChangeEvent, DecodeE
         commit_user: None,
         origin,
         transaction: r.opt_id(o, "subscriptionId", "subscriptionId")?,
+        scope: match (
+            r.opt_id(o, "portalId", "portalId")?,
+            r.opt_id(o, "appId", "appId")?,
+        ) {
+            (None, None) => None,
+            (portal, app) => Some(format!(
+                "{}/{}",
+                portal.unwrap_or_default(),
+                app.unwrap_or_default()
+            )),
+        },
     })
 }
 

@@ -95,9 +95,16 @@ pub(crate) fn decode(v: &J, index: Option<usize>) -> Result<Vec<ChangeEvent>, De
         commit_user: h.commit_user.map(str::to_string),
         origin: h.origin.map(str::to_string),
         transaction: h.transaction.map(str::to_string),
+        scope: Some(h.object.to_string()),
     };
-    if h.change == ChangeKind::Overflow {
-        return Ok(vec![event(None, base_id)]);
+    // A wildcard (`001*`: every record of the type changed, after a field
+    // type conversion) is about the whole entity, like an overflow: resync
+    // it; it is never a record.
+    if h.change == ChangeKind::Overflow || h.record_ids.iter().any(|id| id.ends_with('*')) {
+        return Ok(vec![ChangeEvent {
+            change: ChangeKind::Overflow,
+            ..event(None, base_id)
+        }]);
     }
     let fan_out = h.record_ids.len() > 1;
     Ok(h.record_ids

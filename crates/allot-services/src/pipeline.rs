@@ -259,12 +259,13 @@ impl Pipeline {
             .with_label_values(&[event.source.as_str()])
             .inc();
         out.events += 1;
-        if !chunk.seen.insert(event.event_id.clone()) || self.store.seen(&event.event_id)? {
+        let key = event.dedupe_key();
+        if !chunk.seen.insert(key.clone()) || self.store.seen(&key)? {
             self.metrics.deduped.inc();
             debug!(event_id = %event.event_id, "duplicate event dropped");
             return Ok(());
         }
-        out.batch.mark_seen(&event.event_id, now);
+        out.batch.mark_seen(&key, now);
         if event.change == ChangeKind::Overflow {
             let reason = format!(
                 "GAP_OVERFLOW: too many {} changes to describe; resync every {} record",
@@ -518,6 +519,7 @@ impl Pipeline {
             commit_user: None,
             origin: None,
             transaction: None,
+            scope: None,
         };
         let (mut record, note) = match l.landing {
             Landing::Found(values) => {

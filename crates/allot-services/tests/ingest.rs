@@ -331,3 +331,58 @@ async fn untouched_leads_are_rerouted_at_most_twice_with_the_reason_audited() {
         store.audit_for(id, 0, i64::MAX).unwrap()[2].owner
     );
 }
+
+/// A Salesforce Account CDC event (its own channel) with replay id `replay`.
+fn sf_account(replay: u64, id: &str) -> String {
+    format!(
+        r#"{{"schema":"x","payload":{{"ChangeEventHeader":{{"entityName":"Account","recordIds":["{id}"],"changeType":"CREATE","changeOrigin":"com/salesforce/api/rest/62.0;client=web","transactionKey":"a{replay}","sequenceNumber":1,"commitTimestamp":1714153779000,"commitNumber":{replay},"commitUser":"005x","changedFields":[]}},"Name":"Acme {id}","BillingAddress":{{"Country":"United States"}}}},"event":{{"replayId":{replay}}},"channel":"/data/AccountChangeEvent"}}"#
+    )
+}
+
+/// A HubSpot contact creation with `eventId` `event_id` in portal `portal`.
+fn hs_contact(event_id: u64, portal: u64, id: &str) -> String {
+    format!(
+        r#"[{{"eventId":{event_id},"subscriptionId":7,"portalId":{portal},"appId":1160452,"occurredAt":1714153779000,"subscriptionType":"contact.creation","attemptNumber":0,"objectId":{id},"changeSource":"CRM_UI"}}]"#
+    )
+}
+
+#[tokio::test]
+async fn colliding_event_ids_are_each_decided_once_and_redeliveries_dropped() {
+    let store = Arc::new(Store::temporary().unwrap());
+    let mut r = rig(store.clone());
+    let lead = sf_lead(
+        42,
+        "00Q000000000042AAA",
+        "CREATE",
+        r#","Address":{"Country":"United States"},"Email":"x@lead42.example""#,
+        "com/salesforce/api/rest/62.0;client=web",
+    );
+    // Replay id 42 on the Lead and the Account channels, eventId 42 in two
+    // HubSpot portals: four different events.
+    let events = [
+        ("auto", lead.clone()),
+        ("auto", sf_account(42, "001000000000042AAA")),
+        ("hubspot", hs_contact(42, 62515, "4201")),
+        ("hubspot", hs_contact(42, 99999, "4202")),
+    ];
+    for (format, body) in &events {
+        append(&store, format, body);
+    }
+    let (decisions, _) = drain(&mut r).await;
+    assert_eq!(decisions, 4, "every colliding event decided once");
+    assert_eq!(r.metrics.deduped.get(), 0);
+    // True redeliveries (same CRM, scope and id) are dropped, in a later chunk too.
+    for (format, body) in &events {
+        append(&store, format, body);
+    }
+    let (decisions, _) = drain(&mut r).await;
+    assert_eq!(decisions, 0, "redeliveries decide nothing");
+    assert_eq!(r.metrics.deduped.get(), 4);
+    for id in ["00Q000000000042AAA", "001000000000042AAA", "4201", "4202"] {
+        assert_eq!(
+            store.audit_for(id, i64::MIN, i64::MAX).unwrap().len(),
+            1,
+            "{id}"
+        );
+    }
+}

@@ -43,6 +43,7 @@ fn lead_create() -> ChangeEvent {
         commit_user: Some("0055f000005mc66AAA".into()),
         origin: Some("com/salesforce/api/rest/62.0;client=web-to-lead".into()),
         transaction: Some("00006948-0ac9-7da3-edb3-ea0e31b2334a".into()),
+        scope: Some("lead".into()),
     }
 }
 
@@ -64,6 +65,7 @@ fn account_update() -> ChangeEvent {
         commit_user: Some("0055f000005mc66AAA".into()),
         origin: Some("com/salesforce/api/rest/62.0;client=SfdxCLI".into()),
         transaction: Some("00007e1a-3c2b-9f41-55d0-0e2c8a1b7f33".into()),
+        scope: Some("account".into()),
     }
 }
 
@@ -82,6 +84,7 @@ fn hubspot_batch() -> Vec<ChangeEvent> {
         commit_user: None,
         origin: Some(origin.into()),
         transaction: Some(tx.into()),
+        scope: Some("62515/1160452".into()),
     };
     let contact = ObjectKind::Contact;
     vec![

@@ -10,6 +10,7 @@ fn hs(id: &str, object: ObjectKind, record: &str, change: ChangeKind) -> ChangeE
     ChangeEvent {
         commit_time: Some(1700000000000),
         transaction: Some("31".into()),
+        scope: Some("62515/11".into()),
         ..event(Crm::Hubspot, id, object, Some(record), change)
     }
 }

@@ -57,6 +57,8 @@ pub fn event(
         commit_user: None,
         origin: None,
         transaction: None,
+        // Salesforce replay ids are scoped by object (channel).
+        scope: (source == Crm::Salesforce).then(|| object.to_string()),
     }
 }
 

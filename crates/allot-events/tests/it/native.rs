@@ -21,6 +21,7 @@ fn native_round_trip() {
         commit_user: Some("u1".into()),
         origin: Some("replay".into()),
         transaction: Some("t1".into()),
+        scope: None,
         ..event(
             Crm::Native,
             "n-1",

@@ -38,6 +38,7 @@ fn sf(event_id: &str, object: ObjectKind, record: Option<&str>, change: ChangeKi
         commit_user: Some("005U".into()),
         origin: Some("com/salesforce/api/rest/62.0;client=allot".into()),
         transaction: Some(TX.into()),
+        scope: Some(object.to_string()),
         ..event(Crm::Salesforce, event_id, object, record, change)
     }
 }
@@ -143,6 +144,21 @@ fn cometd_change_types() {
         (
             cometd("GAP_OVERFLOW", "Account", &[], json!({}), json!({})),
             vec![sf("77", account, None, ChangeKind::Overflow)],
+        ),
+        // A wildcard id is the whole entity: a resync, never a record `001*`.
+        (
+            cometd(
+                "UPDATE",
+                "Account",
+                &["001*"],
+                json!({"changedFields": ["Rating"], "nulledFields": ["Rating"]}),
+                json!({"Rating": null}),
+            ),
+            vec![ChangeEvent {
+                changed_fields: strs(&["Rating"]),
+                fields: fields(&[("Rating", Value::Null)]),
+                ..sf("77", account, None, ChangeKind::Overflow)
+            }],
         ),
         // Fan-out: one event per record id, event id suffixed.
         (

@@ -90,11 +90,12 @@ impl ChunkStage for IngestStage {
                     .decoded
                     .with_label_values(&[event.source.as_str()])
                     .inc();
-                if !seen.insert(event.event_id.clone()) || self.store.seen(&event.event_id)? {
+                let key = event.dedupe_key();
+                if !seen.insert(key.clone()) || self.store.seen(&key)? {
                     self.metrics.deduped.inc();
                     continue;
                 }
-                batch.mark_seen(&event.event_id, now);
+                batch.mark_seen(&key, now);
                 let key = event
                     .record_id
                     .clone()
