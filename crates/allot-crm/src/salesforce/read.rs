@@ -33,10 +33,7 @@ pub fn read_body<S: AsRef<str>>(ids: &[S], fields: &[&str]) -> Value {
 }
 
 /// Matches the answer to `ids`: the record (without `attributes`) or `None`.
-pub fn parse_read<S: AsRef<str>>(
-    ids: &[S],
-    body: &[u8],
-) -> Result<Vec<Row>, String> {
+pub fn parse_read<S: AsRef<str>>(ids: &[S], body: &[u8]) -> Result<Vec<Row>, String> {
     let rows: Vec<Option<Map<String, Value>>> =
         serde_json::from_slice(body).map_err(|e| format!("expected an array of records: {e}"))?;
     if rows.len() != ids.len() {
