@@ -96,6 +96,16 @@ impl EchoConfig {
     }
 }
 
+/// One record as the CRM's book holds it (backfill and resync).
+#[derive(Debug, Clone)]
+pub struct BookRecord {
+    pub crm: Crm,
+    pub object: ObjectKind,
+    pub id: String,
+    /// CRM field names, scalars; the owner field and modification time included.
+    pub fields: BTreeMap<String, allot_core::Value>,
+}
+
 /// What one chunk produced, not yet committed.
 #[derive(Default)]
 pub struct Staged {
@@ -579,6 +589,96 @@ impl Pipeline {
         self.decide(out, &mut record, &event, now, note);
         self.store_landed(out, chunk, record, applied, p.crm);
         Ok(())
+    }
+
+    /// Merges records read from the book (backfill, resync) into the
+    /// store: fields, owners and the loads they carry. A parked record is
+    /// landed as if its own read came back. With `decide`, a record whose
+    /// fields the rules read changed (or that allot never decided) is
+    /// decided; without, nothing is.
+    pub fn stage_book(
+        &mut self,
+        records: Vec<BookRecord>,
+        decide: bool,
+        now: Millis,
+    ) -> Result<Staged, ServiceError> {
+        let mut out = Staged {
+            batch: self.store.batch(),
+            ..Staged::default()
+        };
+        let mut chunk = Chunk::default();
+        for b in records {
+            if self.parked(&mut chunk.parked, b.object, &b.id)?.is_some() {
+                let l = Landed {
+                    object: b.object,
+                    id: b.id,
+                    since: now,
+                    read_at: now,
+                    landing: Landing::Found(b.fields),
+                };
+                self.land(&mut out, &mut chunk, l, now)?;
+                continue;
+            }
+            let key = (b.object, b.id.clone());
+            let (before, applied) = match chunk.cache.get(&key) {
+                Some(c) => c.clone(),
+                None => match self.store.record(b.object, &b.id)? {
+                    Some((r, k)) => (Some(r), k),
+                    None => (None, None),
+                },
+            };
+            let event = ChangeEvent {
+                v: allot_core::EVENT_VERSION,
+                source: b.crm,
+                event_id: format!("sync:{}:{}", b.object, b.id),
+                object: b.object,
+                record_id: Some(b.id.clone()),
+                change: if before.is_some() {
+                    ChangeKind::Update
+                } else {
+                    ChangeKind::Create
+                },
+                changed_fields: b.fields.keys().cloned().collect(),
+                fields: b.fields,
+                commit_time: None,
+                sequence: None,
+                commit_user: None,
+                origin: None,
+                transaction: None,
+                scope: None,
+            };
+            let m = merge(before.clone(), applied, &event, self.maps.get(b.crm));
+            let Some(mut record) = m.record else {
+                continue;
+            };
+            let relevant = m
+                .changed_canonical
+                .iter()
+                .any(|f| self.fields_read.contains(f));
+            if decide && !record.deleted && relevant {
+                self.decide(&mut out, &mut record, &event, now, None);
+            } else if m.owner_changed || before.is_none() {
+                // The book says who owns it: keep the loads right.
+                let mut ops = Vec::new();
+                if let Some(new) = &record.owner {
+                    ops.push(allot_core::StateOp::OpenDelta {
+                        rep: new.clone(),
+                        delta: 1,
+                    });
+                }
+                if let Some(old) = before.as_ref().and_then(|b| b.owner.clone()) {
+                    ops.push(allot_core::StateOp::OpenDelta {
+                        rep: old,
+                        delta: -1,
+                    });
+                }
+                self.state.apply(&ops);
+                out.batch.apply_state_ops(&ops);
+            }
+            out.events += 1;
+            self.store_landed(&mut out, &mut chunk, record, applied, b.crm);
+        }
+        Ok(out)
     }
 
     fn store_landed(

@@ -170,12 +170,10 @@ fn bulk(with_faults: bool) {
     let storm = with_faults.then(|| {
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_secs(20));
-            for side in ["hubspot", "salesforce"] {
-                faults(
-                    &emulator,
-                    json!({"storm": {"side": side, "duration_ms": 6_000, "retry_after_secs": 2}}),
-                );
-            }
+            faults(
+                &emulator,
+                json!({"storm": {"side": "both", "duration_ms": 6_000, "retry_after_secs": 2}}),
+            );
         })
     });
     let em = run.emulator.clone();
