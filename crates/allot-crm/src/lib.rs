@@ -60,6 +60,15 @@ pub enum RecordRead {
     NotRead(String),
 }
 
+/// One page of an object's book and the cursor of the next page.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BookPage {
+    /// `(id, fields)` in id order, CRM field names.
+    pub records: Vec<(String, Map<String, Value>)>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<String>,
+}
+
 /// A client of one of the supported CRMs. The set is closed, so an enum.
 #[derive(Debug, Clone)]
 pub enum CrmClient {
@@ -135,6 +144,20 @@ impl CrmClient {
                 .map(|(id, r)| (id, r.map_or(RecordRead::Missing, RecordRead::Found)))
                 .collect()),
             CrmClient::HubSpot(c) => c.read_records(object, ids, fields).await,
+        }
+    }
+
+    /// One page of `object`'s whole book after the cursor `after` (keyset
+    /// SOQL on Salesforce, the list endpoint on HubSpot).
+    pub async fn list_page(
+        &self,
+        object: ObjectKind,
+        after: Option<&str>,
+        fields: &[&str],
+    ) -> Result<BookPage, CrmError> {
+        match self {
+            CrmClient::Salesforce(c) => c.list_page(object, after, fields).await,
+            CrmClient::HubSpot(c) => c.list_page(object, after, fields).await,
         }
     }
 

@@ -475,7 +475,7 @@ impl HydrationWorker {
     }
 }
 
-fn scalar(v: serde_json::Value) -> Option<Value> {
+pub(crate) fn scalar(v: serde_json::Value) -> Option<Value> {
     match v {
         serde_json::Value::Null => Some(Value::Null),
         serde_json::Value::Bool(b) => Some(Value::Bool(b)),

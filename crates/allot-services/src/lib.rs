@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod backfill;
 pub mod budget;
 pub mod control;
 pub mod dashboard;

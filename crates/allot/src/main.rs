@@ -43,6 +43,8 @@ enum Command {
     Emulator(cmd::emulator::Args),
     /// Load generator: CRM events through the embedded pipeline, figures printed.
     Loadgen(cmd::loadgen::Args),
+    /// Read the CRM's whole book (records, owners, users) into the store; resumable.
+    Sync(cmd::sync::Args),
     /// Decode raw CRM change events and print them as allot sees them.
     Decode(cmd::decode::Args),
     /// Generate deterministic synthetic rules or records (for benchmarks and drills).
@@ -71,6 +73,7 @@ fn main() -> ExitCode {
         Command::Realign(a) => cmd::realign::run(a),
         Command::Gen(g) => cmd::gen::run(g),
         Command::Decode(a) => cmd::decode::run(a),
+        Command::Sync(a) => cmd::sync::run(a, std::env::vars().collect()),
         Command::Replay(a) => cmd::replay::run(a, std::env::vars().collect()),
         Command::State(c) => cmd::state::run(c),
         Command::Emulator(a) => cmd::emulator::run(a),

@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod client;
+mod list;
 mod read;
 pub mod request;
 pub mod signature;

@@ -3,6 +3,7 @@
 //! real rolling 10-second window per token; over it → 429 `TEN_SECONDLY_ROLLING`.
 
 mod batch_read;
+mod list;
 mod objects;
 mod owners;
 mod token;
@@ -25,6 +26,7 @@ use crate::Shared;
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/oauth/v1/token", post(token::token))
+        .route("/crm/v3/objects/{object_type}", get(list::list))
         .route(
             "/crm/v3/objects/{object_type}/batch/read",
             post(batch_read::batch_read),

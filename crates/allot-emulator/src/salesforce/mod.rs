@@ -2,6 +2,7 @@
 //! composite owner updates, the users query. Every API answer carries
 //! `Sforce-Limit-Info`; the daily quota answers 403 `REQUEST_LIMIT_EXCEEDED`.
 
+mod book;
 mod query;
 mod read;
 mod records;

@@ -141,6 +141,16 @@ pub(crate) async fn query(
         Err(r) => return *r,
     };
     let q = params.get("q").map(String::as_str).unwrap_or_default();
+    match super::book::parse(q) {
+        Some(Ok(book)) => {
+            let body = super::book::rows(&st, &book, &ctx.version);
+            return reply(&st, &shared, StatusCode::OK, Some(body));
+        }
+        Some(Err((code, message))) => {
+            return error(&st, &shared, StatusCode::BAD_REQUEST, code, &message, &[]);
+        }
+        None => {}
+    }
     match parse_users_soql(q) {
         Ok(cursor) => {
             let body = page(&mut st, &shared, &cursor, None, 0, &ctx.version);

@@ -17,5 +17,6 @@ pub mod run_writer;
 pub mod serve;
 pub mod simulate;
 pub mod state;
+pub mod sync;
 pub mod validate;
 pub mod writes;
