@@ -69,8 +69,14 @@ fn name(crm: Crm, object: ObjectKind) -> String {
 }
 
 /// The stored cursor of one object.
-pub fn cursor(pipeline: &Pipeline, crm: Crm, object: ObjectKind) -> Result<Option<SyncCursor>, ServiceError> {
-    Ok(pipeline.store().admin_get::<SyncCursor>(SYNC, &name(crm, object))?)
+pub fn cursor(
+    pipeline: &Pipeline,
+    crm: Crm,
+    object: ObjectKind,
+) -> Result<Option<SyncCursor>, ServiceError> {
+    Ok(pipeline
+        .store()
+        .admin_get::<SyncCursor>(SYNC, &name(crm, object))?)
 }
 
 /// Reads every target's book into the store through `pipeline`; resumes an

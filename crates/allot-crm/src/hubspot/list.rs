@@ -43,7 +43,11 @@ struct Next {
 pub fn parse_page(body: &[u8]) -> Result<BookPage, String> {
     let a: Answer = serde_json::from_slice(body).map_err(|e| e.to_string())?;
     Ok(BookPage {
-        records: a.results.into_iter().map(|r| (r.id, r.properties)).collect(),
+        records: a
+            .results
+            .into_iter()
+            .map(|r| (r.id, r.properties))
+            .collect(),
         next: a.paging.and_then(|p| p.next).map(|n| n.after),
     })
 }

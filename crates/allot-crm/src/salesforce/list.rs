@@ -47,7 +47,9 @@ pub fn parse_page(body: &[u8]) -> Result<BookPage, String> {
             Some((id, r))
         })
         .collect();
-    let next = full.then(|| records.last().map(|(id, _)| id.clone())).flatten();
+    let next = full
+        .then(|| records.last().map(|(id, _)| id.clone()))
+        .flatten();
     Ok(BookPage { records, next })
 }
 

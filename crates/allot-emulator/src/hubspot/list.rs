@@ -40,7 +40,12 @@ pub(crate) async fn list(
     let after = params.get("after").cloned().unwrap_or_default();
     let names: Vec<&str> = params
         .get("properties")
-        .map(|p| p.split(',').map(str::trim).filter(|s| !s.is_empty()).collect())
+        .map(|p| {
+            p.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
         .unwrap_or_default();
     let selected = (!names.is_empty()).then_some(&names[..]);
     let page: Vec<(&String, Value)> = st

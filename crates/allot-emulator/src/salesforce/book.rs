@@ -104,7 +104,10 @@ mod tests {
             }))
         };
         let cases = [
-            ("SELECT Id, OwnerId FROM Lead ORDER BY Id LIMIT 50", ok(None, 50)),
+            (
+                "SELECT Id, OwnerId FROM Lead ORDER BY Id LIMIT 50",
+                ok(None, 50),
+            ),
             (
                 "select Id,OwnerId from Lead where Id > '00Q1' order by Id limit 9000",
                 ok(Some("00Q1"), MAX_ROWS),
@@ -114,6 +117,9 @@ mod tests {
         for (q, want) in cases {
             assert_eq!(parse(q), want, "{q}");
         }
-        assert!(matches!(parse("SELECT Id FROM Lead GROUP BY Id"), Some(Err(_))));
+        assert!(matches!(
+            parse("SELECT Id FROM Lead GROUP BY Id"),
+            Some(Err(_))
+        ));
     }
 }

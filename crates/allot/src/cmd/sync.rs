@@ -124,7 +124,9 @@ pub fn run(a: Args, vars: HashMap<String, String>) -> anyhow::Result<ExitCode> {
             );
             match &bar {
                 Some(b) => b.set_message(line),
-                None if p.cursor.done || p.cursor.pages % 10 == 0 => eprintln!("allot: sync {line}"),
+                None if p.cursor.done || p.cursor.pages % 10 == 0 => {
+                    eprintln!("allot: sync {line}")
+                }
                 None => {}
             }
         },
@@ -140,14 +142,22 @@ pub fn run(a: Args, vars: HashMap<String, String>) -> anyhow::Result<ExitCode> {
             p.object,
             p.cursor.records,
             p.cursor.pages,
-            if p.resumed { " (resumed from a checkpoint)" } else { "" }
+            if p.resumed {
+                " (resumed from a checkpoint)"
+            } else {
+                ""
+            }
         );
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
         "synced {total} records in {secs:.1} s ({:.0} records/s){}",
         total as f64 / secs.max(0.001),
-        if a.decide { "; changed records decided" } else { "; nothing decided" }
+        if a.decide {
+            "; changed records decided"
+        } else {
+            "; nothing decided"
+        }
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -166,7 +176,9 @@ mod tests {
             (Some("dynamics"), objects(&[]), Err("--crm dynamics")),
         ];
         for (crm, objects, want) in cases {
-            let got = targets(crm, &objects).map(|t| t.len()).map_err(|e| e.to_string());
+            let got = targets(crm, &objects)
+                .map(|t| t.len())
+                .map_err(|e| e.to_string());
             match want {
                 Ok(n) => assert_eq!(got.ok(), Some(n), "{crm:?} {objects:?}"),
                 Err(msg) => assert!(got.is_err_and(|e| e.contains(msg)), "{crm:?} {objects:?}"),
