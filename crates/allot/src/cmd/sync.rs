@@ -169,7 +169,8 @@ mod tests {
     #[test]
     fn targets_from_flags() {
         let objects = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let cases: [(Option<&str>, Vec<String>, Result<usize, &str>); 4] = [
+        type Case<'a> = (Option<&'a str>, Vec<String>, Result<usize, &'a str>);
+        let cases: [Case; 4] = [
             (None, objects(&[]), Ok(5)),
             (Some("hubspot"), objects(&["lead"]), Err("nothing to sync")),
             (Some("salesforce"), objects(&["lead", "account"]), Ok(2)),
