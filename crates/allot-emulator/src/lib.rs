@@ -26,6 +26,7 @@
 mod admin;
 mod events;
 mod faults;
+mod generate;
 mod hubspot;
 mod salesforce;
 mod seed;

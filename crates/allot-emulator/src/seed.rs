@@ -119,7 +119,7 @@ impl Seed {
     }
 
     /// Missing or duplicate ids, and owners that name nobody.
-    fn problems(&self) -> Vec<String> {
+    pub(crate) fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let mut seen = BTreeSet::new();
         let sf = &self.salesforce;

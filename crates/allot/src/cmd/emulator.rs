@@ -35,6 +35,21 @@ pub struct Args {
     /// Emit a CREATE event for every seeded record at start.
     #[arg(long)]
     emit_seed_events: bool,
+    /// Add N generated accounts, N leads and N contacts per CRM to the seed
+    /// (owned by the seed's users, in countries the demo rules cover): a
+    /// book to `allot sync`.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    generate: u64,
+    /// HubSpot calls allowed per rolling 10 s per token (100 Free/Starter,
+    /// 190 Professional/Enterprise, more with the API limit increase).
+    #[arg(long, default_value_t = EmulatorOptions::default().hubspot_rate_limit_per_10s)]
+    hubspot_calls_per_10s: u64,
+    /// HubSpot calls allowed per day per portal.
+    #[arg(long, default_value_t = EmulatorOptions::default().hubspot_daily_limit)]
+    hubspot_daily_limit: u64,
+    /// Salesforce API requests allowed per day (`Sforce-Limit-Info` max).
+    #[arg(long, default_value_t = EmulatorOptions::default().salesforce_daily_quota)]
+    salesforce_daily_quota: u64,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -46,12 +61,27 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(a: Args) -> anyhow::Result<()> {
-    let seed = Seed::load(&a.seed).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut seed = Seed::load(&a.seed).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if a.generate > 0 {
+        seed.generate(a.generate);
+        println!(
+            "generated {n} accounts, {n} leads and {n} contacts per CRM: Salesforce {} accounts, {} leads, {} contacts; HubSpot {} companies, {} contacts",
+            seed.salesforce.accounts.len(),
+            seed.salesforce.leads.len(),
+            seed.salesforce.contacts.len(),
+            seed.hubspot.companies.len(),
+            seed.hubspot.contacts.len(),
+            n = a.generate,
+        );
+    }
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let opts = EmulatorOptions {
         webhook_url: a.hubspot_webhook_url.clone(),
         emit_seed_events: a.emit_seed_events,
         events: EventSink::Channel(tx),
+        hubspot_rate_limit_per_10s: a.hubspot_calls_per_10s,
+        hubspot_daily_limit: a.hubspot_daily_limit,
+        salesforce_daily_quota: a.salesforce_daily_quota,
         ..EmulatorOptions::default()
     };
     println!("CRM emulator: Salesforce client id {:?}, HubSpot private app token {:?}, HubSpot client secret {:?}", opts.salesforce_client_id, opts.hubspot_private_app_token.clone().unwrap_or_default(), opts.hubspot_client_secret);
