@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use allot_core::Crm;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -160,10 +161,25 @@ pub struct SecretsCfg {
     /// Admin API tokens, `name:role:token,...`.
     #[serde(default = "default_api_tokens_env")]
     pub api_tokens_env: String,
+    /// The PEM private key of `crm.salesforce.auth = "jwt"` (unless
+    /// `crm.salesforce.jwt_key_file` is set).
+    #[serde(default = "default_salesforce_jwt_key_env")]
+    pub salesforce_jwt_key_env: String,
+    /// The refresh token of `crm.hubspot.auth = "oauth"`.
+    #[serde(default = "default_hubspot_refresh_token_env")]
+    pub hubspot_refresh_token_env: String,
 }
 
 fn default_api_tokens_env() -> String {
     "ALLOT_API_TOKENS".into()
+}
+
+fn default_salesforce_jwt_key_env() -> String {
+    "ALLOT_SALESFORCE_JWT_KEY".into()
+}
+
+fn default_hubspot_refresh_token_env() -> String {
+    "ALLOT_HUBSPOT_REFRESH_TOKEN".into()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -214,15 +230,80 @@ impl CrmCfg {
 #[serde(deny_unknown_fields)]
 pub struct SalesforceCfg {
     pub login_url: String,
+    /// The connected app's consumer key.
     #[serde(default)]
     pub client_id: String,
     pub api_version: String,
+    /// How allot logs in.
+    #[serde(default)]
+    pub auth: SalesforceAuthKind,
+    /// JWT bearer: the Salesforce username allot acts as (the assertion's `sub`).
+    #[serde(default)]
+    pub username: String,
+    /// JWT bearer: the assertion's `aud`; `login_url` when empty.
+    #[serde(default)]
+    pub jwt_audience: String,
+    /// JWT bearer: a file holding the PEM private key; when empty, the key
+    /// comes from the variable `secrets.salesforce_jwt_key_env` names.
+    #[serde(default)]
+    pub jwt_key_file: String,
+}
+
+/// `crm.salesforce.auth`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum SalesforceAuthKind {
+    /// OAuth client credentials: `client_id` and `$<secrets.salesforce_client_secret_env>`.
+    #[default]
+    ClientCredentials,
+    /// OAuth JWT bearer: `client_id`, `username` and an RSA private key.
+    Jwt,
+}
+
+impl TryFrom<String> for SalesforceAuthKind {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "client_credentials" => Ok(SalesforceAuthKind::ClientCredentials),
+            "jwt" => Ok(SalesforceAuthKind::Jwt),
+            _ => Err(format!("{s:?} is not one of client_credentials, jwt")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HubSpotCfg {
     pub base_url: String,
+    /// How allot authenticates.
+    #[serde(default)]
+    pub auth: HubSpotAuthKind,
+    /// OAuth: the public app's client id.
+    #[serde(default)]
+    pub client_id: String,
+}
+
+/// `crm.hubspot.auth`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum HubSpotAuthKind {
+    /// A private app's token: `$<secrets.hubspot_token_env>`.
+    #[default]
+    PrivateApp,
+    /// A public app's OAuth refresh: `client_id`,
+    /// `$<secrets.hubspot_client_secret_env>` and `$<secrets.hubspot_refresh_token_env>`.
+    OAuth,
+}
+
+impl TryFrom<String> for HubSpotAuthKind {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match s.as_str() {
+            "private_app" => Ok(HubSpotAuthKind::PrivateApp),
+            "oauth" => Ok(HubSpotAuthKind::OAuth),
+            _ => Err(format!("{s:?} is not one of private_app, oauth")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -236,6 +317,10 @@ pub struct EmulatorCfg {
     pub seed: PathBuf,
     pub demo_stream: bool,
     pub demo_records: usize,
+    /// Generated accounts, leads and contacts per CRM added to the seed
+    /// (as `allot emulator --generate N`): a large book to sync.
+    #[serde(default)]
+    pub generate: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -267,6 +352,9 @@ pub struct Secrets {
     pub hubspot_token: Option<String>,
     /// `name:role:token,...` for the admin API.
     pub api_tokens: Option<String>,
+    /// PEM private key for Salesforce JWT bearer, from the environment.
+    pub salesforce_jwt_key: Option<String>,
+    pub hubspot_refresh_token: Option<String>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -281,6 +369,8 @@ impl std::fmt::Debug for Secrets {
             )
             .field("hubspot_token", &set(&self.hubspot_token))
             .field("api_tokens", &set(&self.api_tokens))
+            .field("salesforce_jwt_key", &set(&self.salesforce_jwt_key))
+            .field("hubspot_refresh_token", &set(&self.hubspot_refresh_token))
             .finish()
     }
 }
@@ -338,6 +428,8 @@ pub fn load(
         salesforce_client_secret: secret(&cfg.secrets.salesforce_client_secret_env),
         hubspot_token: secret(&cfg.secrets.hubspot_token_env),
         api_tokens: secret(&cfg.secrets.api_tokens_env),
+        salesforce_jwt_key: secret(&cfg.secrets.salesforce_jwt_key_env),
+        hubspot_refresh_token: secret(&cfg.secrets.hubspot_refresh_token_env),
     };
     Ok((cfg, secrets))
 }
@@ -351,6 +443,109 @@ impl AppConfig {
         echo.filter.hubspot_source_ids = self.ingest.hubspot_source_ids.clone();
         echo.ledger_window_ms = i64::try_from(self.ingest.echo_window_secs).unwrap_or(900) * 1000;
         echo
+    }
+
+    /// Whether `crm.mode` talks to the real `crm`.
+    pub fn uses(&self, crm: Crm) -> bool {
+        match crm {
+            Crm::Salesforce => matches!(self.crm.mode, CrmMode::Salesforce | CrmMode::Both),
+            Crm::Hubspot => matches!(self.crm.mode, CrmMode::Hubspot | CrmMode::Both),
+            Crm::Native => false,
+        }
+    }
+
+    /// The secrets the selected CRM logins need that are missing or unusable,
+    /// each naming its setting and where it is looked for. Only the CRMs
+    /// `crm.mode` uses are asked about.
+    pub fn crm_secret_problems(&self, secrets: &Secrets) -> Vec<String> {
+        let s = &self.secrets;
+        let mut p = Vec::new();
+        if self.uses(Crm::Salesforce) {
+            match self.crm.salesforce.auth {
+                SalesforceAuthKind::ClientCredentials => p.extend(missing(
+                    &secrets.salesforce_client_secret,
+                    "salesforce_client_secret_env",
+                    &s.salesforce_client_secret_env,
+                    "the connected app's consumer secret, for crm.salesforce.auth = \"client_credentials\"",
+                )),
+                SalesforceAuthKind::Jwt => p.extend(self.salesforce_jwt_key(secrets).err()),
+            }
+        }
+        if self.uses(Crm::Hubspot) {
+            match self.crm.hubspot.auth {
+                HubSpotAuthKind::PrivateApp => p.extend(missing(
+                    &secrets.hubspot_token,
+                    "hubspot_token_env",
+                    &s.hubspot_token_env,
+                    "the private app's access token, for crm.hubspot.auth = \"private_app\"",
+                )),
+                HubSpotAuthKind::OAuth => {
+                    p.extend(missing(
+                        &secrets.hubspot_client_secret,
+                        "hubspot_client_secret_env",
+                        &s.hubspot_client_secret_env,
+                        "the public app's client secret, for crm.hubspot.auth = \"oauth\"",
+                    ));
+                    p.extend(missing(
+                        &secrets.hubspot_refresh_token,
+                        "hubspot_refresh_token_env",
+                        &s.hubspot_refresh_token_env,
+                        "the OAuth refresh token, for crm.hubspot.auth = \"oauth\"",
+                    ));
+                }
+            }
+        }
+        p
+    }
+
+    /// The PEM private key of Salesforce JWT bearer: the file
+    /// `crm.salesforce.jwt_key_file` when set, else `$<secrets.salesforce_jwt_key_env>`.
+    /// The error names the setting and the file or variable.
+    pub fn salesforce_jwt_key(&self, secrets: &Secrets) -> Result<String, String> {
+        let file = &self.crm.salesforce.jwt_key_file;
+        let origin = self.salesforce_jwt_key_origin();
+        let pem = if file.is_empty() {
+            let env = &self.secrets.salesforce_jwt_key_env;
+            match &secrets.salesforce_jwt_key {
+                Some(pem) => pem.clone(),
+                None => {
+                    return Err(format!(
+                        "secrets.salesforce_jwt_key_env: ${env} is not set or empty (the connected app's PEM private key, for crm.salesforce.auth = \"jwt\"; or set crm.salesforce.jwt_key_file)"
+                    ))
+                }
+            }
+        } else {
+            match std::fs::read_to_string(file) {
+                Ok(pem) => pem,
+                Err(e) => {
+                    return Err(format!(
+                        "crm.salesforce.jwt_key_file: cannot read {file}: {e}"
+                    ))
+                }
+            }
+        };
+        if pem.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+            return Err(format!(
+                "{origin}: an encrypted private key; give the key unencrypted (openssl pkey -in KEY -out PLAIN)"
+            ));
+        }
+        if !looks_like_pem_private_key(&pem) {
+            return Err(format!(
+                "{origin}: not a PEM private key (expected a -----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY----- block)"
+            ));
+        }
+        Ok(pem)
+    }
+
+    /// Where the Salesforce JWT key comes from, as `setting: file or $VARIABLE`.
+    pub fn salesforce_jwt_key_origin(&self) -> String {
+        match self.crm.salesforce.jwt_key_file.as_str() {
+            "" => format!(
+                "secrets.salesforce_jwt_key_env: ${}",
+                self.secrets.salesforce_jwt_key_env
+            ),
+            file => format!("crm.salesforce.jwt_key_file: {file}"),
+        }
     }
 
     /// Every problem, as `key: what is wrong`.
@@ -371,10 +566,36 @@ impl AppConfig {
                 self.telemetry.level
             ));
         }
-        if matches!(self.crm.mode, CrmMode::Salesforce | CrmMode::Both)
-            && self.crm.salesforce.client_id.is_empty()
+        if self.uses(Crm::Salesforce) {
+            let sf = &self.crm.salesforce;
+            if sf.client_id.is_empty() {
+                p.push("crm.salesforce.client_id: required when crm.mode uses Salesforce".into());
+            }
+            if sf.auth == SalesforceAuthKind::Jwt && sf.username.trim().is_empty() {
+                p.push(
+                    "crm.salesforce.username: required when crm.salesforce.auth = \"jwt\" (the user allot acts as)"
+                        .into(),
+                );
+            }
+            let audience = &sf.jwt_audience;
+            if !(audience.is_empty()
+                || audience.starts_with("http://")
+                || audience.starts_with("https://"))
+            {
+                p.push(format!(
+                    "crm.salesforce.jwt_audience: {:?} is not an http(s) URL",
+                    sf.jwt_audience
+                ));
+            }
+        }
+        if self.uses(Crm::Hubspot)
+            && self.crm.hubspot.auth == HubSpotAuthKind::OAuth
+            && self.crm.hubspot.client_id.trim().is_empty()
         {
-            p.push("crm.salesforce.client_id: required when crm.mode uses Salesforce".into());
+            p.push(
+                "crm.hubspot.client_id: required when crm.hubspot.auth = \"oauth\" (the public app's client id)"
+                    .into(),
+            );
         }
         for (key, url) in [
             ("crm.salesforce.login_url", &self.crm.salesforce.login_url),
@@ -399,6 +620,28 @@ impl AppConfig {
         }
         p
     }
+}
+
+/// `secrets.<key>: $<env> is not set or empty (<what>)` when `value` is absent.
+fn missing(value: &Option<String>, key: &str, env: &str, what: &str) -> Option<String> {
+    value
+        .is_none()
+        .then(|| format!("secrets.{key}: ${env} is not set or empty ({what})"))
+}
+
+/// A `-----BEGIN … PRIVATE KEY-----` block with its matching end line.
+fn looks_like_pem_private_key(pem: &str) -> bool {
+    let pem = pem.trim();
+    let Some(rest) = pem.strip_prefix("-----BEGIN ") else {
+        return false;
+    };
+    let Some((label, body)) = rest.split_once("-----") else {
+        return false;
+    };
+    label.ends_with("PRIVATE KEY")
+        && !label.contains("ENCRYPTED")
+        && body.trim_end().ends_with(&format!("-----END {label}-----"))
+        && body.len() > label.len() + 20
 }
 
 #[cfg(test)]
@@ -447,6 +690,23 @@ mod tests {
             let vars = HashMap::from([(k.to_string(), v.to_string())]);
             let err = load(&dir(), None, &vars).unwrap_err().to_string();
             assert!(err.contains(want), "{k}={v}: {err}");
+        }
+    }
+
+    #[test]
+    fn pem_private_keys_are_told_from_other_text() {
+        let body = "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7";
+        let cases = [
+            (format!("-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n"), true),
+            (format!("\n-----BEGIN RSA PRIVATE KEY-----\r\n{body}\r\n-----END RSA PRIVATE KEY-----"), true),
+            (format!("-----BEGIN PUBLIC KEY-----\n{body}\n-----END PUBLIC KEY-----\n"), false),
+            (format!("-----BEGIN ENCRYPTED PRIVATE KEY-----\n{body}\n-----END ENCRYPTED PRIVATE KEY-----\n"), false),
+            (format!("-----BEGIN PRIVATE KEY-----\n{body}\n"), false),
+            ("-----BEGIN PRIVATE KEY-----\n-----END PRIVATE KEY-----\n".to_string(), false),
+            (body.to_string(), false),
+        ];
+        for (pem, want) in cases {
+            assert_eq!(looks_like_pem_private_key(&pem), want, "{pem}");
         }
     }
 

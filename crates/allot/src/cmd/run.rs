@@ -34,7 +34,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tracing::{error, info, warn};
 
-use crate::config::{self, AppConfig, CrmMode, Secrets};
+use crate::config::{self, AppConfig, CrmMode, HubSpotAuthKind, SalesforceAuthKind, Secrets};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -132,7 +132,8 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
             .await
             .with_context(|| format!("emulator.listen {}", cfg.emulator.listen))?;
         let url = format!("http://{}", listener.local_addr()?);
-        let seed = Seed::load(&cfg.emulator.seed).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut seed = Seed::load(&cfg.emulator.seed).map_err(|e| anyhow::anyhow!("{e}"))?;
+        seed.generate(cfg.emulator.generate);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut opts = EmulatorOptions {
             webhook_url: (!kafka_mode).then(|| format!("http://{api_addr}/webhooks/hubspot")),
@@ -539,33 +540,76 @@ fn rules_in_force(
         .map_err(|err| anyhow::anyhow!("stored rule version {}:\n{err}", active.version_id))
 }
 
+/// Clients of the real CRMs `crm.mode` uses, logging in the way
+/// `crm.salesforce.auth` and `crm.hubspot.auth` select. No I/O but reading a
+/// configured key file; a missing secret is an error naming its variable.
 pub fn real_clients(cfg: &AppConfig, secrets: &Secrets) -> anyhow::Result<Vec<CrmClient>> {
+    let problems = cfg.crm_secret_problems(secrets);
+    if !problems.is_empty() {
+        anyhow::bail!("CRM credentials:\n  {}", problems.join("\n  "));
+    }
+    let missing = |env: &str| anyhow::anyhow!("${env} is not set");
     let mut clients = Vec::new();
-    if matches!(cfg.crm.mode, CrmMode::Salesforce | CrmMode::Both) {
-        let secret = secrets
-            .salesforce_client_secret
-            .clone()
-            .with_context(|| format!("${} is not set", cfg.secrets.salesforce_client_secret_env))?;
-        let auth = SalesforceAuth::ClientCredentials {
-            client_id: cfg.crm.salesforce.client_id.clone(),
-            client_secret: secret,
+    if cfg.uses(Crm::Salesforce) {
+        let c = &cfg.crm.salesforce;
+        let auth = match c.auth {
+            SalesforceAuthKind::ClientCredentials => SalesforceAuth::ClientCredentials {
+                client_id: c.client_id.clone(),
+                client_secret: secrets
+                    .salesforce_client_secret
+                    .clone()
+                    .ok_or_else(|| missing(&cfg.secrets.salesforce_client_secret_env))?,
+            },
+            SalesforceAuthKind::Jwt => SalesforceAuth::JwtBearer {
+                client_id: c.client_id.clone(),
+                username: c.username.trim().to_string(),
+                audience: if c.jwt_audience.is_empty() {
+                    c.login_url.trim_end_matches('/').to_string()
+                } else {
+                    c.jwt_audience.clone()
+                },
+                private_key_pem: cfg
+                    .salesforce_jwt_key(secrets)
+                    .map_err(|e| anyhow::anyhow!(e))?,
+            },
         };
         let sf = SalesforceConfig {
-            api_version: cfg.crm.salesforce.api_version.clone(),
+            api_version: c.api_version.clone(),
             call_options_client: cfg.ingest.salesforce_client_id.clone(),
-            ..SalesforceConfig::new(&cfg.crm.salesforce.login_url, auth)
+            ..SalesforceConfig::new(&c.login_url, auth)
         };
-        clients.push(CrmClient::Salesforce(SalesforceClient::new(sf)?));
+        let client = SalesforceClient::new(sf).map_err(|e| match c.auth {
+            SalesforceAuthKind::Jwt => {
+                anyhow::anyhow!("{}: {e}", cfg.salesforce_jwt_key_origin())
+            }
+            SalesforceAuthKind::ClientCredentials => anyhow::anyhow!("crm.salesforce: {e}"),
+        })?;
+        clients.push(CrmClient::Salesforce(client));
     }
-    if matches!(cfg.crm.mode, CrmMode::Hubspot | CrmMode::Both) {
-        let token = secrets
-            .hubspot_token
-            .clone()
-            .with_context(|| format!("${} is not set", cfg.secrets.hubspot_token_env))?;
-        clients.push(CrmClient::HubSpot(HubSpotClient::new(HubSpotConfig::new(
-            &cfg.crm.hubspot.base_url,
-            HubSpotAuth::PrivateApp { token },
-        ))?));
+    if cfg.uses(Crm::Hubspot) {
+        let c = &cfg.crm.hubspot;
+        let auth = match c.auth {
+            HubSpotAuthKind::PrivateApp => HubSpotAuth::PrivateApp {
+                token: secrets
+                    .hubspot_token
+                    .clone()
+                    .ok_or_else(|| missing(&cfg.secrets.hubspot_token_env))?,
+            },
+            HubSpotAuthKind::OAuth => HubSpotAuth::OAuth {
+                client_id: c.client_id.trim().to_string(),
+                client_secret: secrets
+                    .hubspot_client_secret
+                    .clone()
+                    .ok_or_else(|| missing(&cfg.secrets.hubspot_client_secret_env))?,
+                refresh_token: secrets
+                    .hubspot_refresh_token
+                    .clone()
+                    .ok_or_else(|| missing(&cfg.secrets.hubspot_refresh_token_env))?,
+            },
+        };
+        let client = HubSpotClient::new(HubSpotConfig::new(&c.base_url, auth))
+            .map_err(|e| anyhow::anyhow!("crm.hubspot: {e}"))?;
+        clients.push(CrmClient::HubSpot(client));
     }
     Ok(clients)
 }
@@ -582,6 +626,110 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         config::load(&dir, None, &vars).unwrap()
+    }
+
+    const JWT_KEY: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../allot-crm/tests/fixtures/jwt-test-key.pem"
+    );
+
+    /// `crm.mode = "both"` with JWT bearer and HubSpot OAuth, against an
+    /// emulator on loopback that verifies the assertion's signature: each
+    /// client logs in (the emulator refuses calls without a token it issued).
+    #[tokio::test]
+    async fn jwt_and_oauth_clients_log_in_to_the_emulator() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let opts = EmulatorOptions {
+            salesforce_jwt_public_key_pem: Some(
+                std::fs::read_to_string(JWT_KEY.replace("key.pem", "key.pub.pem")).unwrap(),
+            ),
+            // Only OAuth tokens the emulator issued are accepted.
+            hubspot_private_app_token: None,
+            ..EmulatorOptions::default()
+        };
+        let seed_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../config/emulator-seed.json");
+        let seed = Seed::load(&seed_path).unwrap();
+        let user = "avery.chen@northwind-demo.example";
+        let emulator = Emulator::new(seed, opts.clone());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(emulator.serve(listener, stopped(&stop_rx)));
+
+        let (c, s) = cfg(&[
+            ("ALLOT__CRM__MODE", "both"),
+            ("ALLOT__CRM__SALESFORCE__LOGIN_URL", &url),
+            (
+                "ALLOT__CRM__SALESFORCE__CLIENT_ID",
+                &opts.salesforce_client_id,
+            ),
+            ("ALLOT__CRM__SALESFORCE__AUTH", "jwt"),
+            ("ALLOT__CRM__SALESFORCE__USERNAME", user),
+            ("ALLOT__CRM__SALESFORCE__JWT_KEY_FILE", JWT_KEY),
+            ("ALLOT__CRM__HUBSPOT__BASE_URL", &url),
+            ("ALLOT__CRM__HUBSPOT__AUTH", "oauth"),
+            ("ALLOT__CRM__HUBSPOT__CLIENT_ID", &opts.hubspot_client_id),
+            ("ALLOT_HUBSPOT_CLIENT_SECRET", &opts.hubspot_client_secret),
+            ("ALLOT_HUBSPOT_REFRESH_TOKEN", &opts.hubspot_refresh_token),
+        ]);
+        assert!(c.crm_secret_problems(&s).is_empty());
+        let clients = real_clients(&c, &s).unwrap();
+        assert_eq!(clients.len(), 2);
+        for client in &clients {
+            let users = client.users().await.unwrap();
+            assert!(!users.is_empty(), "{}: no users", client.crm());
+        }
+
+        // A subject the org does not know is refused at login.
+        let (c, s) = cfg(&[
+            ("ALLOT__CRM__MODE", "salesforce"),
+            ("ALLOT__CRM__SALESFORCE__LOGIN_URL", &url),
+            (
+                "ALLOT__CRM__SALESFORCE__CLIENT_ID",
+                &opts.salesforce_client_id,
+            ),
+            ("ALLOT__CRM__SALESFORCE__AUTH", "jwt"),
+            (
+                "ALLOT__CRM__SALESFORCE__USERNAME",
+                "nobody@northwind-demo.example",
+            ),
+            ("ALLOT__CRM__SALESFORCE__JWT_KEY_FILE", JWT_KEY),
+        ]);
+        let err = real_clients(&c, &s).unwrap()[0].users().await.unwrap_err();
+        assert!(matches!(err, allot_crm::CrmError::Auth { .. }), "{err}");
+
+        // A wrong refresh token is refused too.
+        let (c, s) = cfg(&[
+            ("ALLOT__CRM__MODE", "hubspot"),
+            ("ALLOT__CRM__HUBSPOT__BASE_URL", &url),
+            ("ALLOT__CRM__HUBSPOT__AUTH", "oauth"),
+            ("ALLOT__CRM__HUBSPOT__CLIENT_ID", &opts.hubspot_client_id),
+            ("ALLOT_HUBSPOT_CLIENT_SECRET", &opts.hubspot_client_secret),
+            ("ALLOT_HUBSPOT_REFRESH_TOKEN", "not-the-refresh-token"),
+        ]);
+        let err = real_clients(&c, &s).unwrap()[0].users().await.unwrap_err();
+        assert!(matches!(err, allot_crm::CrmError::Auth { .. }), "{err}");
+
+        let _ = stop_tx.send(true);
+        server.await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn real_clients_name_the_missing_secret() {
+        let (c, s) = cfg(&[
+            ("ALLOT__CRM__MODE", "salesforce"),
+            ("ALLOT__CRM__SALESFORCE__CLIENT_ID", "3MVG9"),
+            ("ALLOT__CRM__SALESFORCE__AUTH", "jwt"),
+            ("ALLOT__CRM__SALESFORCE__USERNAME", "ops@acme.example"),
+        ]);
+        let e = real_clients(&c, &s).unwrap_err().to_string();
+        assert!(
+            e.contains("secrets.salesforce_jwt_key_env: $ALLOT_SALESFORCE_JWT_KEY"),
+            "{e}"
+        );
+        let (c, s) = cfg(&[("ALLOT__CRM__MODE", "hubspot")]);
+        let e = real_clients(&c, &s).unwrap_err().to_string();
+        assert!(e.contains("$ALLOT_HUBSPOT_TOKEN"), "{e}");
     }
 
     #[test]
