@@ -46,6 +46,9 @@ pub enum ChangeKind {
     Undelete,
     /// The CRM could not send the change itself (Salesforce GAP_*): re-read the record.
     Gap,
+    /// A delete the CRM could not describe (Salesforce GAP_DELETE): the
+    /// record counts as deleted only once a read confirms it is gone.
+    GapDelete,
     /// Too many changes to describe (Salesforce GAP_OVERFLOW): resync the whole object kind.
     Overflow,
 }

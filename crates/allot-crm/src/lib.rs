@@ -16,7 +16,7 @@ pub mod salesforce;
 
 use std::sync::{Mutex, MutexGuard};
 
-use allot_core::{Crm, ObjectKind};
+use allot_core::{Crm, Millis, ObjectKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -148,16 +148,19 @@ impl CrmClient {
     }
 
     /// One page of `object`'s whole book after the cursor `after` (keyset
-    /// SOQL on Salesforce, the list endpoint on HubSpot).
+    /// SOQL on Salesforce, the list endpoint on HubSpot), or only of the
+    /// records modified after `since` (`SystemModstamp`; HubSpot search on
+    /// `lastmodifieddate`, which callers pace: [`hubspot::SEARCH_INTERVAL_MS`]).
     pub async fn list_page(
         &self,
         object: ObjectKind,
         after: Option<&str>,
+        since: Option<Millis>,
         fields: &[&str],
     ) -> Result<BookPage, CrmError> {
         match self {
-            CrmClient::Salesforce(c) => c.list_page(object, after, fields).await,
-            CrmClient::HubSpot(c) => c.list_page(object, after, fields).await,
+            CrmClient::Salesforce(c) => c.list_page(object, after, since, fields).await,
+            CrmClient::HubSpot(c) => c.list_page(object, after, since, fields).await,
         }
     }
 

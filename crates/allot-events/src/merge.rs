@@ -115,7 +115,7 @@ pub fn merge(
             }
         }
         ChangeKind::Delete => rec.deleted = true,
-        ChangeKind::Gap | ChangeKind::Overflow => {}
+        ChangeKind::Gap | ChangeKind::GapDelete | ChangeKind::Overflow => {}
     }
     if let Some(t) = event.commit_time {
         if rec.updated_at.is_none_or(|u| u < t) {
@@ -126,7 +126,7 @@ pub fn merge(
 
     let partial = matches!(event.change, ChangeKind::Update | ChangeKind::Undelete)
         || (event.change == ChangeKind::Create && event.source == Crm::Hubspot);
-    let needs_hydration = event.change == ChangeKind::Gap
+    let needs_hydration = matches!(event.change, ChangeKind::Gap | ChangeKind::GapDelete)
         || (event.change == ChangeKind::Create && event.fields.is_empty())
         || (!known && partial);
     MergeOutcome {

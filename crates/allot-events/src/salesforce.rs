@@ -239,7 +239,8 @@ fn change_kind(change_type: &str) -> Option<ChangeKind> {
         "UPDATE" => Some(ChangeKind::Update),
         "DELETE" => Some(ChangeKind::Delete),
         "UNDELETE" => Some(ChangeKind::Undelete),
-        "GAP_CREATE" | "GAP_UPDATE" | "GAP_DELETE" | "GAP_UNDELETE" => Some(ChangeKind::Gap),
+        "GAP_CREATE" | "GAP_UPDATE" | "GAP_UNDELETE" => Some(ChangeKind::Gap),
+        "GAP_DELETE" => Some(ChangeKind::GapDelete),
         "GAP_OVERFLOW" => Some(ChangeKind::Overflow),
         _ => None,
     }
@@ -280,7 +281,7 @@ fn carried_fields(
                 fields.insert(name.clone(), Value::Null);
             }
         }
-        ChangeKind::Delete | ChangeKind::Gap | ChangeKind::Overflow => {}
+        ChangeKind::Delete | ChangeKind::Gap | ChangeKind::GapDelete | ChangeKind::Overflow => {}
     }
     for name in nulled {
         if !changed.contains(&name) {
@@ -393,7 +394,7 @@ mod tests {
             ("UNDELETE", Some(ChangeKind::Undelete)),
             ("GAP_CREATE", Some(ChangeKind::Gap)),
             ("GAP_UPDATE", Some(ChangeKind::Gap)),
-            ("GAP_DELETE", Some(ChangeKind::Gap)),
+            ("GAP_DELETE", Some(ChangeKind::GapDelete)),
             ("GAP_UNDELETE", Some(ChangeKind::Gap)),
             ("GAP_OVERFLOW", Some(ChangeKind::Overflow)),
             ("FOO", None),

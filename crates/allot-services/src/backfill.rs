@@ -3,25 +3,49 @@
 //! an event since allot started.
 //!
 //! Each object is read a page at a time (keyset SOQL on Salesforce, the list
-//! endpoint on HubSpot) under the CRM connection's request budget, retried
-//! like every read. A page's records and the cursor after it are committed
-//! in one store batch, so a crash or `kill -9` resumes at the first page not
-//! committed. Records go through [`Pipeline::stage_book`]: owners and loads
-//! are kept right; nothing is decided unless asked.
+//! endpoint on HubSpot; for an incremental run only the records modified
+//! since: `SystemModstamp` on Salesforce, search on `lastmodifieddate` on
+//! HubSpot) under the CRM connection's request budget, retried like every
+//! read. Fetching runs in its own tasks, one per CRM, a few pages ahead of
+//! the store ([`fetch`]); the pipeline's owner applies each page
+//! ([`stage_page`]) and commits its records and the cursor after it in one
+//! batch, so a crash or `kill -9` resumes at the first page not committed.
+//! Records go through [`Pipeline::stage_book`]: owners and loads are kept
+//! right; nothing is decided unless asked, and then at the realignment rate.
+//!
+//! A run is incremental when it can be: each object remembers the start of
+//! its last complete run (everything modified before it is in the store),
+//! and the next run reads only what changed since (minus [`SKEW_MS`]).
+//! GAP_OVERFLOW and wildcard record ids leave a durable [`ResyncRequest`];
+//! the next run of that object reads from the gap's commit time.
 
 use std::sync::Arc;
 
 use allot_core::{Crm, Millis, ObjectKind};
-use allot_crm::CrmClient;
+use allot_crm::{CrmClient, CrmUser};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::mpsc;
 
 use crate::budget::Budgets;
-use crate::pipeline::{commit, BookRecord, FieldMaps, Pipeline};
+use crate::pipeline::{BookRecord, FieldMaps, Pipeline, Staged};
 use crate::reader::{retrying, ReadPolicy};
 use crate::ServiceError;
 
 /// Admin-table kind of sync cursors; the name is `crm/object`.
 pub const SYNC: &str = "sync";
+/// Admin-table kind of resync requests (GAP_OVERFLOW, wildcard ids); the
+/// name is `crm/object`.
+pub const RESYNC: &str = "resync";
+/// Job document of the sync run the pipeline's owner is doing (or did last).
+pub const SYNC_RUN: &str = "sync_run";
+/// Admin-table kind of the CRM's users, by CRM.
+pub const CRM_USERS: &str = "crm_users";
+/// An incremental run starts this long before the last complete one did:
+/// room for clock skew and for changes committed while it ran.
+pub const SKEW_MS: Millis = 5 * 60_000;
+/// Pages fetched ahead of the store.
+const AHEAD: usize = 4;
 
 /// Where one object's sync stands, as stored.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -36,14 +60,58 @@ pub struct SyncCursor {
     pub started_at: Millis,
     #[serde(default)]
     pub finished_at: Option<Millis>,
+    /// This run reads only records modified after this instant.
+    #[serde(default)]
+    pub since: Option<Millis>,
+    /// This run decides the records whose routed fields changed.
+    #[serde(default)]
+    pub decide: bool,
+    /// Every record modified before this instant is in the store: the
+    /// start of the last complete run that covered everything before it.
+    #[serde(default)]
+    pub complete_as_of: Option<Millis>,
+}
+
+/// A request to read an object again from `since`, left by an event that
+/// could not describe its changes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResyncRequest {
+    pub crm: Crm,
+    pub object: ObjectKind,
+    /// The gap's commit time (records modified after it are read).
+    pub since: Millis,
+    pub event_id: String,
+    pub reason: String,
+    pub requested_at: Millis,
 }
 
 /// What to sync.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SyncPlan {
     pub targets: Vec<(Crm, ObjectKind)>,
+    /// Only records modified after this instant (default: since each
+    /// object's last complete run, or everything the first time).
+    #[serde(default)]
+    pub since: Option<Millis>,
+    /// Read everything, even where an incremental run would do.
+    #[serde(default)]
+    pub full: bool,
     /// Decide records whose routed fields changed (default: only store them).
+    #[serde(default)]
     pub decide: bool,
+}
+
+/// The run the pipeline's owner does, as stored under [`SYNC_RUN`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncRun {
+    pub plan: SyncPlan,
+    pub by: String,
+    pub started_at: Millis,
+    #[serde(default)]
+    pub finished_at: Option<Millis>,
+    /// Why it stopped before the end, when it did.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// One object's progress, reported after each committed page.
@@ -52,7 +120,7 @@ pub struct SyncProgress {
     pub crm: Crm,
     pub object: ObjectKind,
     pub cursor: SyncCursor,
-    /// Pages skipped because a previous run had committed them.
+    /// The run continues one a previous process did not finish.
     pub resumed: bool,
 }
 
@@ -64,132 +132,374 @@ pub fn objects_of(crm: Crm) -> &'static [ObjectKind] {
     }
 }
 
-fn name(crm: Crm, object: ObjectKind) -> String {
+/// The (crm, object) pairs `crm` (salesforce, hubspot, both when absent)
+/// and `objects` (every object the CRM has when empty) name, or what is
+/// wrong with them.
+pub fn targets(crm: Option<&str>, objects: &[String]) -> Result<Vec<(Crm, ObjectKind)>, String> {
+    let crms = match crm {
+        None => vec![Crm::Salesforce, Crm::Hubspot],
+        Some("salesforce") => vec![Crm::Salesforce],
+        Some("hubspot") => vec![Crm::Hubspot],
+        Some(other) => return Err(format!("crm {other:?}: expected salesforce or hubspot")),
+    };
+    let wanted: Vec<ObjectKind> = objects
+        .iter()
+        .map(|o| {
+            ObjectKind::parse(o.trim())
+                .ok_or_else(|| format!("object {o:?}: expected account, lead or contact"))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::new();
+    for crm in crms {
+        for &object in objects_of(crm) {
+            if wanted.is_empty() || wanted.contains(&object) {
+                out.push((crm, object));
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("nothing to sync: {objects:?} on {crm:?} (HubSpot has no leads: its leads are contacts)"));
+    }
+    Ok(out)
+}
+
+/// The admin-table name of one object: `crm/object`.
+pub fn name(crm: Crm, object: ObjectKind) -> String {
     format!("{crm}/{object}")
 }
 
 /// The stored cursor of one object.
 pub fn cursor(
-    pipeline: &Pipeline,
+    store: &allot_store::Store,
     crm: Crm,
     object: ObjectKind,
 ) -> Result<Option<SyncCursor>, ServiceError> {
-    Ok(pipeline
-        .store()
-        .admin_get::<SyncCursor>(SYNC, &name(crm, object))?)
+    Ok(store.admin_get::<SyncCursor>(SYNC, &name(crm, object))?)
 }
 
-/// Reads every target's book into the store through `pipeline`; resumes an
-/// object whose last run did not finish, starts a finished one over.
+/// Every stored cursor and pending resync request, for progress views.
+pub fn status(store: &allot_store::Store) -> Result<serde_json::Value, ServiceError> {
+    let objects: Vec<serde_json::Value> = store
+        .admin_all::<SyncCursor>(SYNC)?
+        .into_iter()
+        .map(|(name, c)| json!({"object": name, "cursor": c}))
+        .collect();
+    let resync: Vec<ResyncRequest> = store
+        .admin_all::<ResyncRequest>(RESYNC)?
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+    let run: Option<SyncRun> = store.admin_get(allot_store::JOB, SYNC_RUN)?;
+    Ok(json!({
+        "running": run.as_ref().is_some_and(|r| r.finished_at.is_none()),
+        "run": run,
+        "objects": objects,
+        "resync_requests": resync,
+    }))
+}
+
+/// Where each target starts: an unfinished run resumes; otherwise a new run
+/// begins at `now`, incremental from the earliest of the plan's `since`,
+/// the last complete run (less [`SKEW_MS`]) and a pending resync request,
+/// unless the plan says `full`. Returns `(crm, object, cursor, resumed)`.
+pub fn begin(
+    store: &allot_store::Store,
+    plan: &SyncPlan,
+    now: Millis,
+) -> Result<Vec<(Crm, ObjectKind, SyncCursor, bool)>, ServiceError> {
+    let mut out = Vec::new();
+    for &(crm, object) in &plan.targets {
+        let stored = cursor(store, crm, object)?;
+        if let Some(c) = stored.clone().filter(|c| !c.done) {
+            tracing::info!(%crm, %object, after = ?c.after, records = c.records, "sync resumes from its checkpoint");
+            out.push((crm, object, c, true));
+            continue;
+        }
+        let complete_as_of = stored.and_then(|c| c.complete_as_of);
+        let requested: Option<ResyncRequest> = store.admin_get(RESYNC, &name(crm, object))?;
+        let requested = requested.map(|r| r.since);
+        let since = match (plan.full, plan.since, complete_as_of) {
+            (true, _, _) => None,
+            (false, Some(t), _) => Some(requested.map_or(t, |r| r.min(t))),
+            (false, None, Some(t)) => Some(requested.map_or(t - SKEW_MS, |r| r.min(t - SKEW_MS))),
+            // Nothing complete yet: from the gap if one asks, else everything.
+            (false, None, None) => requested,
+        };
+        let c = SyncCursor {
+            started_at: now,
+            since,
+            decide: plan.decide,
+            complete_as_of,
+            ..SyncCursor::default()
+        };
+        out.push((crm, object, c, false));
+    }
+    Ok(out)
+}
+
+/// What the fetch tasks hand to the pipeline's owner.
+#[derive(Debug)]
+pub enum Fetched {
+    /// One page and the object's cursor after it.
+    Page {
+        crm: Crm,
+        object: ObjectKind,
+        records: Vec<BookRecord>,
+        cursor: SyncCursor,
+        resumed: bool,
+    },
+    /// The CRM's users, read after its last object.
+    Users { crm: Crm, users: Vec<CrmUser> },
+    /// A CRM's fetch stopped on an error (after its retries).
+    Failed { crm: Crm, error: String },
+}
+
+/// Starts one fetch task per CRM of `starts`, a few pages ahead of the
+/// consumer; the channel closes when every task is done. Dropping the
+/// receiver stops them at their next page.
+pub fn fetch(
+    clients: &[CrmClient],
+    budgets: &Budgets,
+    policy: ReadPolicy,
+    starts: Vec<(Crm, ObjectKind, SyncCursor, bool)>,
+) -> mpsc::Receiver<Fetched> {
+    let (tx, rx) = mpsc::channel(AHEAD);
+    let mut crms: Vec<Crm> = starts.iter().map(|s| s.0).collect();
+    crms.dedup();
+    for crm in crms {
+        let mine: Vec<_> = starts.iter().filter(|s| s.0 == crm).cloned().collect();
+        let tx = tx.clone();
+        let (Some(client), Some(budget)) = (
+            clients.iter().find(|c| c.crm() == crm).cloned(),
+            budgets.get(crm),
+        ) else {
+            let error = format!("no {crm} client configured");
+            tokio::spawn(async move { tx.send(Fetched::Failed { crm, error }).await });
+            continue;
+        };
+        tokio::spawn(async move {
+            let maps = FieldMaps::default();
+            let mut last_search: Option<tokio::time::Instant> = None;
+            for (_, object, mut c, resumed) in mine {
+                let fields: Vec<&str> = maps.get(crm).mapped_crm_fields(object);
+                loop {
+                    if crm == Crm::Hubspot && c.since.is_some() {
+                        // Search has its own, lower, per-second limit.
+                        let gap = std::time::Duration::from_millis(
+                            allot_crm::hubspot::SEARCH_INTERVAL_MS,
+                        );
+                        if let Some(t) = last_search {
+                            tokio::time::sleep_until(t + gap).await;
+                        }
+                        last_search = Some(tokio::time::Instant::now());
+                    }
+                    let after = c.after.clone();
+                    let since = c.since;
+                    let page = retrying(&budget, &client, &policy, "sync", || {
+                        client.list_page(object, after.as_deref(), since, &fields)
+                    })
+                    .await;
+                    let page = match page {
+                        Ok(p) if p.next.is_some() && p.next == after => {
+                            let error =
+                                format!("{object}: the crm answered the cursor {after:?} again");
+                            let _ = tx.send(Fetched::Failed { crm, error }).await;
+                            return;
+                        }
+                        Ok(p) => p,
+                        Err(e) => {
+                            let error = format!("{object}: {e}");
+                            let _ = tx.send(Fetched::Failed { crm, error }).await;
+                            return;
+                        }
+                    };
+                    let records: Vec<BookRecord> = page
+                        .records
+                        .into_iter()
+                        .map(|(id, map)| BookRecord {
+                            crm,
+                            object,
+                            id,
+                            fields: map
+                                .into_iter()
+                                .filter_map(|(k, v)| crate::hydrate::scalar(v).map(|v| (k, v)))
+                                .collect(),
+                        })
+                        .collect();
+                    c.records += records.len() as u64;
+                    c.pages += 1;
+                    c.after = page.next.clone().or(c.after.take());
+                    c.done = page.next.is_none();
+                    if c.done {
+                        c.finished_at = Some(crate::now_ms());
+                        // Complete up to this run's start if it covered
+                        // everything since the last complete point.
+                        if c.since
+                            .is_none_or(|s| c.complete_as_of.is_some_and(|p| s <= p))
+                        {
+                            c.complete_as_of = Some(c.started_at);
+                        }
+                    }
+                    let done = c.done;
+                    let sent = tx
+                        .send(Fetched::Page {
+                            crm,
+                            object,
+                            records,
+                            cursor: c.clone(),
+                            resumed,
+                        })
+                        .await;
+                    if sent.is_err() {
+                        return;
+                    }
+                    if done {
+                        break;
+                    }
+                }
+            }
+            let users = retrying(&budget, &client, &policy, "sync users", || client.users()).await;
+            let _ = match users {
+                Ok(users) => tx.send(Fetched::Users { crm, users }).await,
+                Err(e) => {
+                    let error = format!("users: {e}");
+                    tx.send(Fetched::Failed { crm, error }).await
+                }
+            };
+        });
+    }
+    rx
+}
+
+/// Stages `records` of one page with the cursor after it (and, on the last
+/// page, the resync request it answers cleared); not committed. Records
+/// are decided only when the cursor says so.
+pub fn stage_page(
+    pipeline: &mut Pipeline,
+    crm: Crm,
+    object: ObjectKind,
+    records: Vec<BookRecord>,
+    cursor: Option<&SyncCursor>,
+    now: Millis,
+) -> Result<Staged, ServiceError> {
+    let decide = cursor.is_some_and(|c| c.decide);
+    let mut staged = pipeline.stage_book(records, decide, now)?;
+    if let Some(c) = cursor {
+        let key = name(crm, object);
+        staged.batch.admin_put(SYNC, &key, json!(c));
+        if c.done {
+            let requested: Option<ResyncRequest> = pipeline.store().admin_get(RESYNC, &key)?;
+            if requested.is_some_and(|r| c.since.is_none_or(|s| s <= r.since)) {
+                staged
+                    .batch
+                    .admin_put(RESYNC, &key, serde_json::Value::Null);
+            }
+        }
+    }
+    Ok(staged)
+}
+
+/// Stages the CRM's users (kept under [`CRM_USERS`]); not committed.
+pub fn stage_users(store: &Arc<allot_store::Store>, crm: Crm, users: &[CrmUser]) -> Staged {
+    let mut staged = Staged {
+        batch: store.batch(),
+        ..Staged::default()
+    };
+    staged
+        .batch
+        .admin_put(CRM_USERS, crm.as_str(), json!(users));
+    staged
+}
+
+/// A request to resync `object` of `crm` from `since`, merged with one
+/// already pending (the earlier `since` wins).
+pub fn resync_request(
+    store: &allot_store::Store,
+    request: ResyncRequest,
+) -> Result<ResyncRequest, ServiceError> {
+    let pending: Option<ResyncRequest> =
+        store.admin_get(RESYNC, &name(request.crm, request.object))?;
+    Ok(match pending {
+        Some(p) if p.since <= request.since => p,
+        _ => request,
+    })
+}
+
+/// Runs `plan` to the end in this task: fetches ahead, applies and commits
+/// page by page (with `decide_rate`, decisions at that many records per
+/// second), then the users; `progress` after each committed page. An
+/// error leaves every committed page in place: the next run resumes.
 pub async fn sync(
     pipeline: &mut Pipeline,
     clients: &[CrmClient],
     budgets: &Budgets,
     policy: &ReadPolicy,
     plan: &SyncPlan,
+    decide_rate: u32,
     mut progress: impl FnMut(&SyncProgress),
 ) -> Result<Vec<SyncProgress>, ServiceError> {
-    let maps = FieldMaps::default();
+    let store = pipeline.store().clone();
+    let starts = begin(&store, plan, crate::now_ms())?;
+    let mut rx = fetch(clients, budgets, *policy, starts);
+    let mut pacer = crate::control::Pacer::new(decide_rate);
     let mut out = Vec::new();
-    for &(crm, object) in &plan.targets {
-        let Some(client) = clients.iter().find(|c| c.crm() == crm) else {
-            return Err(ServiceError::Stopped {
-                stage: "sync",
-                detail: format!("no {crm} client configured"),
-            });
-        };
-        let budget = budgets.get(crm).ok_or_else(|| ServiceError::Stopped {
-            stage: "sync",
-            detail: format!("no request budget for {crm}"),
-        })?;
-        let fields: Vec<&str> = maps.get(crm).mapped_crm_fields(object);
-        let now = crate::now_ms();
-        let stored = cursor(pipeline, crm, object)?;
-        let resumed = stored.as_ref().is_some_and(|c| !c.done);
-        let mut c = match stored {
-            Some(c) if !c.done => c,
-            _ => SyncCursor {
-                started_at: now,
-                ..SyncCursor::default()
-            },
-        };
-        if resumed {
-            tracing::info!(%crm, %object, after = ?c.after, records = c.records, "sync resumes from its checkpoint");
-        }
-        loop {
-            let after = c.after.clone();
-            let page = retrying(&budget, client, policy, "sync", || {
-                client.list_page(object, after.as_deref(), &fields)
-            })
-            .await?;
-            if page.next.is_some() && page.next == after {
-                return Err(ServiceError::Stopped {
-                    stage: "sync",
-                    detail: format!("{crm} {object}: the crm answered the cursor {after:?} again"),
-                });
-            }
-            let records: Vec<BookRecord> = page
-                .records
-                .into_iter()
-                .map(|(id, map)| BookRecord {
-                    crm,
-                    object,
-                    id,
-                    fields: map
-                        .into_iter()
-                        .filter_map(|(k, v)| crate::hydrate::scalar(v).map(|v| (k, v)))
-                        .collect(),
-                })
-                .collect();
-            c.records += records.len() as u64;
-            c.pages += 1;
-            c.after = page.next.clone().or(c.after.take());
-            c.done = page.next.is_none();
-            if c.done {
-                c.finished_at = Some(crate::now_ms());
-            }
-            let mut staged = pipeline.stage_book(records, plan.decide, crate::now_ms())?;
-            if let Ok(v) = serde_json::to_value(&c) {
-                staged.batch.admin_put(SYNC, &name(crm, object), v);
-            }
-            commit(pipeline.store(), staged.batch, "sync").await?;
-            let p = SyncProgress {
+    while let Some(f) = rx.recv().await {
+        match f {
+            Fetched::Page {
                 crm,
                 object,
-                cursor: c.clone(),
+                mut records,
+                cursor,
                 resumed,
-            };
-            progress(&p);
-            if c.done {
-                out.push(p);
-                break;
+            } => {
+                if cursor.decide {
+                    // Decisions at the realignment rate: the page in pieces,
+                    // the cursor with the last (a crash re-reads the page;
+                    // records already decided are not decided again).
+                    while records.len() > 1 {
+                        let n = pacer.grant(crate::now_ms()).min(records.len() - 1);
+                        if n == 0 {
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            continue;
+                        }
+                        let rest = records.split_off(n);
+                        let staged =
+                            stage_page(pipeline, crm, object, records, None, crate::now_ms())?;
+                        crate::pipeline::commit(&store, staged.batch, "sync").await?;
+                        records = rest;
+                    }
+                }
+                let staged = stage_page(
+                    pipeline,
+                    crm,
+                    object,
+                    records,
+                    Some(&cursor),
+                    crate::now_ms(),
+                )?;
+                crate::pipeline::commit(&store, staged.batch, "sync").await?;
+                let p = SyncProgress {
+                    crm,
+                    object,
+                    cursor,
+                    resumed,
+                };
+                progress(&p);
+                if p.cursor.done {
+                    out.push(p);
+                }
+            }
+            Fetched::Users { crm, users } => {
+                let staged = stage_users(&store, crm, &users);
+                crate::pipeline::commit(&store, staged.batch, "sync").await?;
+            }
+            Fetched::Failed { crm, error } => {
+                return Err(ServiceError::Stopped {
+                    stage: "sync",
+                    detail: format!("{crm} {error}"),
+                });
             }
         }
     }
-    let mut crms: Vec<Crm> = plan.targets.iter().map(|(c, _)| *c).collect();
-    crms.dedup();
-    for crm in crms {
-        sync_users(pipeline.store(), clients, budgets, policy, crm).await?;
-    }
     Ok(out)
-}
-
-/// The CRM's users (owners), kept in the admin table as `crm_users/<crm>`.
-async fn sync_users(
-    store: &Arc<allot_store::Store>,
-    clients: &[CrmClient],
-    budgets: &Budgets,
-    policy: &ReadPolicy,
-    crm: Crm,
-) -> Result<(), ServiceError> {
-    let (Some(client), Some(budget)) = (clients.iter().find(|c| c.crm() == crm), budgets.get(crm))
-    else {
-        return Ok(());
-    };
-    let users = retrying(&budget, client, policy, "sync users", || client.users()).await?;
-    let mut batch = store.batch();
-    if let Ok(v) = serde_json::to_value(&users) {
-        batch.admin_put("crm_users", crm.as_str(), v);
-    }
-    commit(store, batch, "sync").await
 }

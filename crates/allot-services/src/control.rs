@@ -24,6 +24,7 @@ mod handle;
 mod pace;
 mod redecide;
 mod retry;
+mod sync;
 
 use crate::ServiceError;
 pub use handle::{
@@ -33,6 +34,7 @@ pub use handle::{
 pub use pace::Pacer;
 pub use redecide::{owned_by, redecide};
 pub use retry::redecide_records;
+pub use sync::SyncCtx;
 
 /// Version of the [`ControlMessage`] schema.
 pub const CONTROL_VERSION: u8 = 1;
@@ -65,6 +67,12 @@ pub struct Controller {
     pacer: Pacer,
     job: Option<RealignJob>,
     next_sync: Millis,
+    /// CRM clients for sync runs (none: `POST /api/sync` is refused).
+    sync_ctx: Option<SyncCtx>,
+    /// The sync run in progress.
+    syncing: Option<sync::Active>,
+    sync_pacer: Pacer,
+    next_resync_check: Millis,
 }
 
 impl Controller {
@@ -77,6 +85,10 @@ impl Controller {
             pacer: Pacer::new(realign_rate_per_sec),
             job: None,
             next_sync: Millis::MIN,
+            sync_ctx: None,
+            syncing: None,
+            sync_pacer: Pacer::new(realign_rate_per_sec),
+            next_resync_check: Millis::MIN,
         }
     }
 
@@ -96,6 +108,7 @@ impl Controller {
         }
         self.apply(p);
         self.sync(p, now)?;
+        self.resume_sync(p)?;
         Ok(())
     }
 
@@ -106,7 +119,7 @@ impl Controller {
 
     /// Whether a realignment is under way (the owner should come back soon).
     pub fn busy(&self) -> bool {
-        self.job.is_some()
+        self.job.is_some() || self.syncing.is_some()
     }
 
     /// The realignment in progress, if any.
@@ -309,6 +322,7 @@ impl Controller {
             ControlCommand::Redecide { records, by } => {
                 redecide_records(p, &mut out, records, by, now)?
             }
+            ControlCommand::Sync { plan, by } => self.start_sync(p, &mut out, plan, by, now)?,
         };
         Ok((out, reply))
     }

@@ -177,6 +177,11 @@ impl EmbeddedIngest {
         let staged = c.realign_paced(&mut self.pipeline, now)?;
         let moved = staged.changes.len();
         self.commit_control(staged).await?;
+        if let Some(c) = self.control.as_mut() {
+            for staged in c.sync_step(&mut self.pipeline, now)? {
+                self.commit_control(staged).await?;
+            }
+        }
         Ok(moved)
     }
 

@@ -18,6 +18,9 @@ pub struct Metrics {
     pub deduped: IntCounter,
     /// Payloads and events sent to the dead-letter log or topic, by error kind.
     pub dead_lettered: IntCounterVec,
+    /// Resyncs of a whole object requested by GAP_OVERFLOW or a wildcard
+    /// record id, by CRM and object.
+    pub resync_requests: IntCounterVec,
     /// allot's own owner writes coming back, merged without a decision.
     pub echoes: IntCounter,
     /// Events older than the record state already applied.
@@ -101,6 +104,11 @@ impl Metrics {
                 "payloads or events dead-lettered",
                 &["kind"],
             ),
+            resync_requests: counter(
+                "ingest_resync_requests_total",
+                "resyncs of a whole object requested (GAP_OVERFLOW, wildcard record ids)",
+                &["crm", "object"],
+            ),
             echoes: single("ingest_echoes_total", "allot's own writes coming back"),
             stale: single(
                 "ingest_events_stale_total",
@@ -168,11 +176,12 @@ impl Metrics {
         use prometheus::core::Collector;
         use prometheus::proto::{MetricFamily, MetricType};
         let writer = crate::writer::WriterMetrics::unprefixed();
-        let collectors: [&dyn Collector; 22] = [
+        let collectors: [&dyn Collector; 23] = [
             &self.consumed,
             &self.decoded,
             &self.deduped,
             &self.dead_lettered,
+            &self.resync_requests,
             &self.echoes,
             &self.stale,
             &self.hydrated,

@@ -277,11 +277,35 @@ impl Pipeline {
         }
         out.batch.mark_seen(&key, now);
         if event.change == ChangeKind::Overflow {
-            let reason = format!(
-                "GAP_OVERFLOW: too many {} changes to describe; resync every {} record",
-                event.object, event.object
-            );
-            self.dead(out, "overflow", reason, p, now);
+            // Too many changes to describe, or a change to every record of
+            // the type: read the object again from the gap's commit time.
+            let what = match event.record_id.as_deref() {
+                Some(wildcard) => format!("record ids {wildcard} (every {} changed)", event.object),
+                None => format!(
+                    "GAP_OVERFLOW (too many {} changes to describe)",
+                    event.object
+                ),
+            };
+            let since = event.commit_time.unwrap_or(now) - 1_000;
+            let request = crate::backfill::resync_request(
+                &self.store,
+                crate::backfill::ResyncRequest {
+                    crm: event.source,
+                    object: event.object,
+                    since,
+                    event_id: event.event_id.clone(),
+                    reason: format!("{what} in event {} from {}", event.event_id, p.source),
+                    requested_at: now,
+                },
+            )?;
+            warn!(crm = %event.source, object = %event.object, event_id = %event.event_id, since, "{what}: resync of the object requested");
+            self.metrics
+                .resync_requests
+                .with_label_values(&[event.source.as_str(), event.object.as_str()])
+                .inc();
+            let key = crate::backfill::name(event.source, event.object);
+            out.batch
+                .admin_put(crate::backfill::RESYNC, &key, serde_json::json!(request));
             return Ok(());
         }
         self.event(out, chunk, event, now).await
@@ -381,6 +405,10 @@ impl Pipeline {
         }
         let unread = m.needs_hydration && !serves;
         match event.change {
+            ChangeKind::GapDelete => {
+                // Only a read can say the record is gone; without one it stays.
+                warn!(record_id = %id, event_id = %event.event_id, "GAP_DELETE not confirmed: no CRM read path for {}; the record is kept", event.source);
+            }
             ChangeKind::Delete => {
                 if let Some(prev) = before.filter(|b| !b.deleted) {
                     let ops = allot_rules::release(&prev);

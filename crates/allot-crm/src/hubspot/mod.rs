@@ -10,5 +10,6 @@ pub mod signature;
 
 pub use auth::HubSpotAuth;
 pub use client::{HubSpotClient, HubSpotConfig};
+pub use list::{SEARCH_INTERVAL_MS, SEARCH_PAGE};
 pub use request::{HubSpotOwner, HubSpotRateLimit};
 pub use signature::{hubspot_signature_v3, verify_hubspot_signature_v3, SignatureError};

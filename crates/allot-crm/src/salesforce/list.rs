@@ -1,8 +1,9 @@
 //! The whole book of one object, a page at a time, by keyset SOQL:
 //! `SELECT … FROM Lead WHERE Id > 'last' ORDER BY Id LIMIT 2000`. The last
-//! id is the cursor: a reader persists it and resumes from it.
+//! id is the cursor: a reader persists it and resumes from it. An
+//! incremental read adds `AND SystemModstamp > <since>`.
 
-use allot_core::{Crm, ObjectKind};
+use allot_core::{Crm, Millis, ObjectKind};
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -14,14 +15,36 @@ use crate::{BookPage, CrmError};
 /// Rows per page.
 pub const PAGE: usize = 2_000;
 
-/// The keyset query after `after` (ids are alphanumeric; quotes refused).
-pub fn list_soql(object: ObjectKind, fields: &[&str], after: Option<&str>) -> String {
+/// A SOQL datetime literal (`2026-12-03T10:00:00.000Z`) of epoch ms.
+pub fn soql_datetime(ms: Millis) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+/// The keyset query after `after` (ids are alphanumeric; quotes refused),
+/// of records modified after `since` when given.
+pub fn list_soql(
+    object: ObjectKind,
+    fields: &[&str],
+    after: Option<&str>,
+    since: Option<Millis>,
+) -> String {
     let mut names: Vec<&str> = vec!["Id"];
     names.extend(fields.iter().copied().filter(|f| *f != "Id"));
-    let filter = after
+    let mut conditions: Vec<String> = after
         .filter(|a| a.chars().all(|c| c.is_ascii_alphanumeric()))
-        .map(|a| format!(" WHERE Id > '{a}'"))
-        .unwrap_or_default();
+        .map(|a| format!("Id > '{a}'"))
+        .into_iter()
+        .collect();
+    if let Some(t) = since {
+        conditions.push(format!("SystemModstamp > {}", soql_datetime(t)));
+    }
+    let filter = match conditions.is_empty() {
+        true => String::new(),
+        false => format!(" WHERE {}", conditions.join(" AND ")),
+    };
     format!(
         "SELECT {} FROM {}{filter} ORDER BY Id LIMIT {PAGE}",
         names.join(","),
@@ -59,11 +82,12 @@ impl SalesforceClient {
         &self,
         object: ObjectKind,
         after: Option<&str>,
+        since: Option<Millis>,
         fields: &[&str],
     ) -> Result<BookPage, CrmError> {
         let path = request::query_path(self.api_version());
         let endpoint = format!("GET {path}");
-        let q = vec![("q", list_soql(object, fields, after))];
+        let q = vec![("q", list_soql(object, fields, after, since))];
         let reply = self.send(Method::GET, &path, &q, None).await?;
         if reply.status != 200 {
             return Err(request::error_from_reply(&endpoint, &reply));
@@ -94,8 +118,15 @@ mod tests {
             ),
         ];
         for (after, want) in cases {
-            assert_eq!(list_soql(ObjectKind::Lead, &["OwnerId", "Id"], after), want);
+            assert_eq!(
+                list_soql(ObjectKind::Lead, &["OwnerId", "Id"], after, None),
+                want
+            );
         }
+        assert_eq!(
+            list_soql(ObjectKind::Account, &[], Some("001A"), Some(1_764_756_000_000)),
+            "SELECT Id FROM Account WHERE Id > '001A' AND SystemModstamp > 2025-12-03T10:00:00.000Z ORDER BY Id LIMIT 2000"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod batch_read;
 mod list;
 mod objects;
 mod owners;
+mod search;
 mod token;
 
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
             "/crm/v3/objects/{object_type}/batch/read",
             post(batch_read::batch_read),
         )
+        .route("/crm/v3/objects/{object_type}/search", post(search::search))
         .route(
             "/crm/v3/objects/{object_type}/batch/update",
             post(objects::batch_update),

@@ -33,6 +33,11 @@ pub enum ControlCommand {
         records: Vec<RedecideTarget>,
         by: String,
     },
+    /// Read the CRM's book into the store (see [`crate::backfill`]).
+    Sync {
+        plan: crate::backfill::SyncPlan,
+        by: String,
+    },
 }
 
 /// One record to decide again.
