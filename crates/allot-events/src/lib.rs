@@ -7,7 +7,8 @@
 //! * [`decode`] / [`decode_value`]: one payload (Salesforce CDC in either Kafka shape,
 //!   a HubSpot webhook batch, or allot's native envelope), with [`Format::Auto`]
 //!   detection.
-//! * [`decode_lines`]: a JSON-lines (or one-JSON-array) replay file, by line number.
+//! * [`decode_file`] / [`decode_lines`]: a replay file (JSON lines, one JSON
+//!   array, or one pretty-printed object), by line, column and element.
 //! * [`FieldMap`]: CRM field names → allot canonical names, [`domain_of`].
 //! * [`merge`]: applies an event to the last known record; [`EchoFilter`]: tells
 //!   allot's own writes coming back.
@@ -35,7 +36,9 @@ pub use domain::domain_of;
 pub use echo::EchoFilter;
 pub use error::{DecodeError, EventRef, FieldMapError, ParseFormatError};
 pub use fieldmap::{FieldMap, CANONICAL, DOMAIN, OWNER};
-pub use lines::{decode_lines, LineResult};
+pub use lines::{
+    decode_file, decode_lines, layout, Broken, DecodedFile, Entry, Layout, LineResult, Piece, Shape,
+};
 pub use merge::{merge, MergeOutcome};
 
 /// Which wire format a payload is in.

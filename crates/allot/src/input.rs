@@ -4,6 +4,7 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 
 use allot_core::Millis;
+use allot_events::{DecodeError, DecodedFile, Entry};
 use allot_rules::RuleSet;
 use anyhow::{bail, Context};
 
@@ -39,4 +40,29 @@ pub fn now(arg: Option<&str>) -> anyhow::Result<Millis> {
             None => bail!("--now {s:?} is not an RFC 3339 time (e.g. 2026-11-25T17:00:00Z)"),
         },
     }
+}
+
+/// `FILE:LINE:COLUMN: what is wrong (read as SHAPE)` for a bad entry of a
+/// replay file, naming the array element when the file is an array.
+pub fn entry_error(file: &str, decoded: &DecodedFile, entry: &Entry) -> Option<String> {
+    let e = entry.result.as_ref().err()?;
+    let (line, column) = entry.at;
+    let what = match e {
+        DecodeError::Json { message, .. } => format!("not JSON: {message}"),
+        e => e.to_string(),
+    };
+    // A batch on one line names its element itself (`hubspot event [1]`).
+    let element = match entry.index {
+        Some(i) if e.event().and_then(|r| r.index).is_none() => format!("element [{i}]: "),
+        _ => String::new(),
+    };
+    Some(format!(
+        "{file}:{line}:{column}: {element}{what} (read as {})",
+        decoded.shape
+    ))
+}
+
+/// `FILE read as SHAPE (why)`, for the summary of a replay file.
+pub fn shape_note(file: &str, decoded: &DecodedFile) -> String {
+    format!("{file} read as {} ({})", decoded.shape, decoded.reason)
 }

@@ -214,7 +214,10 @@ fn replay_then_state_export_import_check() {
     let out = allot_env(&["replay", events.to_str().expect("utf-8")], &env);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("events.jsonl:2: not JSON"), "{err}");
+    assert!(
+        err.contains("events.jsonl:2:2: not JSON: key must be a string (read as JSON lines)"),
+        "{err}"
+    );
     assert!(err.contains("4 event(s), 3 decision(s)"), "{err}");
     assert!(err.contains("1 dead-lettered"), "{err}");
 
@@ -351,4 +354,162 @@ fn state_export_carries_rep_overrides_and_the_admin_audit() {
             "{line} missing from the export:\n{text}"
         );
     }
+}
+
+const LEAD: &str = include_str!("../../allot-events/tests/data/sf-cdc-lead-create.json");
+const BATCH: &str = include_str!("../../allot-events/tests/data/hubspot-webhook-batch.json");
+
+/// `allot decode FILE` on `text` written to a temp file named `name`:
+/// exit code, stdout, stderr.
+fn decode_file(name: &str, text: &str) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).expect("write input");
+    let out = Command::new(env!("CARGO_BIN_EXE_allot"))
+        .arg("decode")
+        .arg(&path)
+        .current_dir(dir.path())
+        .output()
+        .expect("allot runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn decode_reads_pretty_objects_arrays_and_json_lines_alike() {
+    let lead: serde_json::Value = serde_json::from_str(LEAD).expect("lead");
+    let batch: serde_json::Value = serde_json::from_str(BATCH).expect("batch");
+    let mut elements = vec![lead.clone()];
+    elements.extend(batch.as_array().expect("array").iter().cloned());
+    let pretty_array = serde_json::to_string_pretty(&elements).expect("json");
+    let jsonl: String = elements.iter().map(|e| format!("{e}\n")).collect();
+
+    // The same events, however the file is laid out.
+    let (code, lines_out, err) = decode_file("events.jsonl", &jsonl);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("read as JSON lines"), "{err}");
+    let (code, array_out, err) = decode_file("events.json", &pretty_array);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("events.json read as a JSON array"), "{err}");
+    assert_eq!(array_out, lines_out);
+    assert_eq!(
+        lines_out.lines().count(),
+        1 + batch.as_array().expect("array").len()
+    );
+
+    // A pretty-printed object (the fixture spans many lines), CRLF and all.
+    assert!(LEAD.trim().lines().count() > 1);
+    let (code, object_out, err) = decode_file("lead.json", &LEAD.replace('\n', "\r\n"));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("lead.json read as one JSON object over several lines"),
+        "{err}"
+    );
+    assert_eq!(
+        object_out,
+        lines_out.lines().next().expect("lead").to_string() + "\n"
+    );
+    let (_, one_line_out, _) = decode_file("lead.jsonl", &one_line(LEAD));
+    assert_eq!(object_out, one_line_out);
+
+    // Integers stay integers.
+    assert!(
+        object_out.contains("\"NumberOfEmployees\":120,"),
+        "{object_out}"
+    );
+    assert!(!object_out.contains("120.0"), "{object_out}");
+}
+
+#[test]
+fn decode_refusals_name_the_shape_and_where_it_broke() {
+    // A pretty-printed object missing a comma: refused at its position.
+    let pretty = "{\n  \"eventId\": 1,\n  \"subscriptionType\": \"contact.creation\"\n  \"objectId\": 9\n}\n";
+    let (code, out, err) = decode_file("one.json", pretty);
+    assert_eq!(code, Some(2));
+    assert!(out.is_empty(), "{out}");
+    assert!(
+        err.contains(
+            "one.json:4:3: not JSON: expected `,` or `}` (read as one JSON object over several lines)"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("0 event(s) decoded, 1 error(s)"), "{err}");
+
+    // An array: a bad element by index and position, the others decoded.
+    let array = format!(
+        "[\n  {},\n  {{\"eventId\": 2, \"subscriptionType\": \"contact.creation\"}},\n  {{\"eventId\": }}\n]\n",
+        LEAD.trim()
+    );
+    let lead_lines = LEAD.trim().lines().count();
+    let (code, out, err) = decode_file("many.json", &array);
+    assert_eq!(code, Some(2), "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let missing = format!(
+        "many.json:{}:3: element [1]: hubspot event (eventId 2): missing field \"objectId\" (read as a JSON array)",
+        lead_lines + 2
+    );
+    assert!(err.contains(&missing), "{err}");
+    let broken = format!(
+        "many.json:{}:15: element [2]: not JSON: expected value (read as a JSON array)",
+        lead_lines + 3
+    );
+    assert!(err.contains(&broken), "{err}");
+
+    // An unterminated array says so, where the text ends.
+    let (code, _, err) = decode_file("cut.json", &format!("[\n  {}", one_line(LEAD)));
+    assert_eq!(code, Some(2));
+    assert!(err.contains("cut.json:2:"), "{err}");
+    assert!(err.contains("missing `]`) (read as a JSON array)"), "{err}");
+
+    // JSON lines: one bad line, the rest still decoded.
+    let good = format!("{}\n{}\n", one_line(LEAD), one_line(BATCH));
+    let (code, good_out, err) = decode_file("good.jsonl", &good);
+    assert_eq!(code, Some(0), "{err}");
+    let jsonl = format!(
+        "{}\n{{\"eventId\": oops}}\n{}\n",
+        one_line(LEAD),
+        one_line(BATCH)
+    );
+    let (code, out, err) = decode_file("mixed.jsonl", &jsonl);
+    assert_eq!(code, Some(2));
+    assert_eq!(out, good_out);
+    assert!(
+        err.contains("mixed.jsonl:2:13: not JSON: expected value (read as JSON lines)"),
+        "{err}"
+    );
+}
+
+fn one_line(s: &str) -> String {
+    s.replace('\n', "")
+}
+
+#[test]
+fn replay_takes_a_pretty_printed_array() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    let store = store.to_str().expect("utf-8");
+    let lead: serde_json::Value = serde_json::from_str(LEAD).expect("lead");
+    let batch: serde_json::Value = serde_json::from_str(BATCH).expect("batch");
+    let mut elements = vec![lead];
+    elements.extend(batch.as_array().expect("array").iter().cloned());
+    let events = dir.path().join("events.json");
+    std::fs::write(
+        &events,
+        serde_json::to_string_pretty(&elements).expect("json"),
+    )
+    .expect("write events");
+    let env = [
+        ("ALLOT__STORE__PATH", store),
+        ("ALLOT__TELEMETRY__LEVEL", "warn"),
+    ];
+    let out = allot_env(&["replay", events.to_str().expect("utf-8")], &env);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    let entries = format!("replayed {} entries", elements.len());
+    assert!(err.contains(&entries), "{err}");
+    assert!(err.contains("read as a JSON array"), "{err}");
+    assert!(err.contains("0 dead-lettered"), "{err}");
 }

@@ -1,14 +1,15 @@
-//! `allot replay FILE`: raw CRM events from a file (JSON lines or one JSON
-//! array) into the embedded log, then processed like live traffic: decided,
-//! audited, owner changes queued for the writer. A bad line is reported with
-//! its line number and dead-lettered; the rest go on.
+//! `allot replay FILE`: raw CRM events from a file (JSON lines, one JSON
+//! array, or one pretty-printed JSON object) into the embedded log, then
+//! processed like live traffic: decided, audited, owner changes queued for the
+//! writer. A bad line (or array element) is reported as `file:line:column`
+//! and dead-lettered; the rest go on.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use allot_events::{decode_lines, Format};
+use allot_events::{decode_file, layout, Format};
 use allot_rules::RuleSet;
 use allot_services::embedded::EmbeddedIngest;
 use allot_services::metrics::Metrics;
@@ -20,7 +21,8 @@ use crate::{config, input};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Raw events: JSON lines, or one JSON array; `-` reads standard input.
+    /// Raw events: JSON lines, one JSON array, or one (pretty-printed) JSON
+    /// object; `-` reads standard input.
     file: String,
     /// auto, salesforce, hubspot or native.
     #[arg(long, default_value = "auto")]
@@ -36,12 +38,13 @@ pub fn run(a: Args, vars: HashMap<String, String>) -> anyhow::Result<ExitCode> {
     let env = a.env.clone().or_else(|| vars.get("ALLOT_ENV").cloned());
     let (cfg, _) = config::load(&a.config_dir, env.as_deref(), &vars)?;
     let text = input::read_to_string(&a.file)?;
-    // Report bad lines up front, with their line numbers.
+    // Report bad lines (elements) up front, with where they are.
+    let decoded = decode_file(&text, a.format);
     let mut bad = 0usize;
-    for (line, r) in decode_lines(&text, a.format) {
-        if let Err(e) = r {
+    for entry in &decoded.entries {
+        if let Some(msg) = input::entry_error(&a.file, &decoded, entry) {
             bad += 1;
-            eprintln!("allot: {}:{line}: {e}", a.file);
+            eprintln!("allot: {msg}");
         }
     }
     std::fs::create_dir_all(&cfg.store.path)
@@ -53,7 +56,12 @@ pub fn run(a: Args, vars: HashMap<String, String>) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("invalid rules:\n{e}"))?,
     );
     let now = allot_services::now_ms();
-    let entries = split(&text);
+    // One log entry per line, per element of the file's array, or the object.
+    let entries: Vec<(usize, &str)> = layout(&text)
+        .pieces
+        .into_iter()
+        .map(|p| (p.line, &text[p.range]))
+        .collect();
     let log = store.log(RAW_LOG);
     let payloads: Vec<Vec<u8>> = entries
         .iter()
@@ -88,25 +96,7 @@ pub fn run(a: Args, vars: HashMap<String, String>) -> anyhow::Result<ExitCode> {
         "allot: replayed {} entr{} from {}: {events} event(s), {decisions} decision(s), {changes} owner change(s) queued, {dead} dead-lettered",
         entries.len(),
         if entries.len() == 1 { "y" } else { "ies" },
-        a.file
+        input::shape_note(&a.file, &decoded)
     );
     Ok(ExitCode::from(if bad > 0 || dead > 0 { 2 } else { 0 }))
-}
-
-/// `(line, text)` per log entry: each line, or the whole text when it is one
-/// JSON array spread over several lines.
-fn split(text: &str) -> Vec<(usize, &str)> {
-    let first = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("");
-    if first.starts_with('[') && serde_json::from_str::<serde::de::IgnoredAny>(first).is_err() {
-        return vec![(1, text)];
-    }
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| (i + 1, l))
-        .collect()
 }
