@@ -16,14 +16,18 @@ use super::root;
 pub(super) fn exported() -> BTreeMap<String, BTreeSet<String>> {
     let m = Metrics::new();
     let w = WriterMetrics::unprefixed();
-    let collectors: [&dyn Collector; 19] = [
+    let collectors: [&dyn Collector; 23] = [
         &m.consumed,
         &m.decoded,
         &m.deduped,
         &m.dead_lettered,
+        &m.resync_requests,
         &m.echoes,
         &m.stale,
         &m.hydrated,
+        &m.hydration_parked,
+        &m.hydration_reads,
+        &m.hydration_read_records,
         &m.decisions,
         &m.decisions_by_territory,
         &m.lag,

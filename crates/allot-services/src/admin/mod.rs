@@ -11,6 +11,7 @@ pub mod openapi;
 mod records;
 mod reps;
 mod rules;
+mod sync;
 pub(crate) mod writes;
 
 use std::collections::{BTreeMap, HashMap};
@@ -78,6 +79,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/reps/{id}/active", put(reps::active))
         .route("/api/reps/{id}/offboard", post(reps::offboard))
         .route("/api/admin/audit", get(audit))
+        .route("/api/sync", get(sync::status).post(sync::start))
         .route("/api/writes/failed", get(writes::list))
         .route("/api/writes/failed/{id}/retry", post(writes::retry))
         .route("/api/writes/failed/{id}/discard", post(writes::discard))

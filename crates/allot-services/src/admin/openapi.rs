@@ -82,6 +82,8 @@ pub const ROUTES: &[Route] = &[
     r("put", "/api/reps/{id}/active", O, "Activate or deactivate a rep (null: as the rule file says)", Body::Json("{\"active\": bool|null}"), &[]),
     r("post", "/api/reps/{id}/offboard", O, "Where the rep's open records would go (preview, the default); preview=false deactivates the rep and re-decides them", Body::None,
         &[("preview", "true (default) or false")]),
+    r("post", "/api/sync", O, "Read the CRM's book into the store in the background (records, owners, users), paced under the request budget, resumable; incremental since the last complete run unless full or since; 422 while a run is under way", Body::Json("{\"crm\"?: \"salesforce\"|\"hubspot\", \"objects\"?: [\"account\",\"lead\",\"contact\"], \"since\"?: RFC 3339 | epoch ms, \"full\"?: bool, \"decide\"?: bool}"), &[]),
+    r("get", "/api/sync", V, "The sync run in progress (or the last), every object's cursor (records, pages, since, done, complete_as_of), pending resync requests (GAP_OVERFLOW, wildcard record ids)", Body::None, &[]),
     r("get", "/api/writes/failed", V, "Owner changes the writer gave up on, in id order, with counts per error code", Body::None,
         &[("crm", "salesforce, hubspot or native"), ("object", "lead, account or contact"), ("code", "inactive_owner, invalid_reference, not_found, rejected, gave_up"),
           ("after", "id of the last item of the previous page (its next)"), ("limit", "at most 1000; default 50")]),

@@ -19,6 +19,7 @@ use allot_rules::RuleSet;
 use allot_services::admin::{AdminCtx, Auth};
 use allot_services::api::{self, ApiState};
 use allot_services::budget::Budgets;
+use allot_services::control::SyncCtx;
 use allot_services::control::{ControlHandle, Controller};
 use allot_services::embedded::EmbeddedIngest;
 use allot_services::hydrate::Hydrator;
@@ -305,11 +306,14 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
             control: {
                 let (handle, inbox) = ControlHandle::channel();
                 control = handle;
-                Some(Controller::new(
-                    Some(inbox),
-                    rules.clone(),
-                    cfg.rules.realign_rate_per_sec,
-                ))
+                Some(
+                    Controller::new(Some(inbox), rules.clone(), cfg.rules.realign_rate_per_sec)
+                        .with_sync(SyncCtx {
+                            clients: clients.clone(),
+                            budgets: budgets.clone(),
+                            policy: allot_services::reader::ReadPolicy::from_writer(&cfg.writer),
+                        }),
+                )
             },
         };
         tasks.push(tokio::spawn({
