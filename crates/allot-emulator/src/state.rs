@@ -55,6 +55,8 @@ pub(crate) struct State {
     pub hs_daily_used: u64,
     pub sf_usage: u64,
     pub query_cursors: HashMap<String, QueryCursor>,
+    /// Bulk API 2.0 query jobs by job id.
+    pub bulk_jobs: HashMap<String, crate::salesforce::bulk::BulkJob>,
     pub faults: Faults,
     pub rec: Recorder,
     counter: u64,
@@ -135,6 +137,7 @@ impl State {
             hs_daily_used: 0,
             sf_usage: opts.salesforce_api_usage_start,
             query_cursors: HashMap::new(),
+            bulk_jobs: HashMap::new(),
             faults: Faults::new(opts.rng_seed),
             rec: Recorder::default(),
             counter: 0,

@@ -3,6 +3,7 @@
 //! `Sforce-Limit-Info`; the daily quota answers 403 `REQUEST_LIMIT_EXCEEDED`.
 
 mod book;
+pub(crate) mod bulk;
 mod query;
 mod read;
 mod records;
@@ -42,6 +43,15 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route(
             "/services/data/{version}/query/{locator}",
             get(query::query_more),
+        )
+        .route("/services/data/{version}/jobs/query", post(bulk::create))
+        .route(
+            "/services/data/{version}/jobs/query/{id}",
+            get(bulk::job).patch(bulk::abort),
+        )
+        .route(
+            "/services/data/{version}/jobs/query/{id}/results",
+            get(bulk::results),
         )
 }
 
