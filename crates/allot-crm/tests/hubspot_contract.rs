@@ -363,3 +363,82 @@ async fn injected_server_errors_are_retryable() {
     assert!(matches!(err, CrmError::Api { status: 500, .. }), "{err}");
     assert!(err.retryable());
 }
+
+#[tokio::test]
+async fn an_owner_with_a_negative_user_id_does_not_sink_the_page() {
+    let mut seed: Seed = seed();
+    seed.hubspot.owners[1].user_id = Some(-4_512_002);
+    let em = start(seed, opts()).await;
+    let client = private_app(&em.base);
+    let active = client.owners(false).await.unwrap();
+    let ids: Vec<(&str, Option<i64>)> = active.iter().map(|o| (o.id.as_str(), o.user_id)).collect();
+    assert_eq!(
+        ids,
+        [(HS_MAYA, Some(4_512_001)), (HS_DIEGO, Some(-4_512_002))]
+    );
+    let users = CrmClient::HubSpot(client).users().await.unwrap();
+    assert_eq!(users.len(), 3);
+}
+
+#[tokio::test]
+async fn an_input_a_207_leaves_out_but_applied_is_confirmed_by_a_read() {
+    let em = start(seed(), opts()).await;
+    let client = private_app(&em.base);
+    em.emulator.set_faults(&faults(
+        r#"{"error_rates": {"OMIT_FROM_207": 1.0}, "error_side": "hubspot"}"#,
+    ));
+    let results = client
+        .update_owners(
+            ObjectKind::Contact,
+            &[(CONTACT_1, HS_DIEGO), (CONTACT_2, HS_MAYA)],
+        )
+        .await
+        .unwrap();
+    assert!(results.iter().all(|r| r.ok), "{results:?}");
+    let calls = em.emulator.stats().calls;
+    assert_eq!(calls["hs.batch_update"], 1);
+    assert_eq!(calls["hs.batch_read"], 1, "{calls:?}");
+    let c1 = em
+        .emulator
+        .record(Crm::Hubspot, ObjectKind::Contact, CONTACT_1)
+        .unwrap();
+    assert_eq!(c1["hubspot_owner_id"], HS_DIEGO);
+}
+
+#[tokio::test]
+async fn an_input_a_207_leaves_out_unapplied_is_retryable_and_lands_when_sent_again() {
+    let em = start(seed(), opts()).await;
+    let client = private_app(&em.base);
+    em.emulator.set_faults(&faults(
+        r#"{"error_rates": {"DROP_FROM_207": 1.0}, "error_side": "hubspot"}"#,
+    ));
+    let results = client
+        .update_owners(ObjectKind::Contact, &[(CONTACT_1, HS_DIEGO)])
+        .await
+        .unwrap();
+    let e = results[0].error.as_ref().expect("not confirmed");
+    assert!(!results[0].ok);
+    assert_eq!((e.code.as_str(), e.retryable), ("UNANSWERED", true));
+    assert!(
+        e.message.contains(HS_MAYA),
+        "names what the read saw: {}",
+        e.message
+    );
+    let c1 = em
+        .emulator
+        .record(Crm::Hubspot, ObjectKind::Contact, CONTACT_1)
+        .unwrap();
+    assert_eq!(c1["hubspot_owner_id"], HS_MAYA, "not applied");
+
+    em.emulator.set_faults(&faults(r#"{"reset": true}"#));
+    let again = client
+        .update_owners(ObjectKind::Contact, &[(CONTACT_1, HS_DIEGO)])
+        .await
+        .unwrap();
+    assert!(again[0].ok, "{again:?}");
+    let c1 = em
+        .emulator
+        .record(Crm::Hubspot, ObjectKind::Contact, CONTACT_1)
+        .unwrap();
+    assert_eq!(c1["hubspot_owner_id"], HS_DIEGO);
+}

@@ -70,7 +70,10 @@ pub struct FaultPatch {
     /// (`"500"`, `"502"`, `"503"`, `"429"`) or `"UNABLE_TO_LOCK_ROW"`
     /// (Salesforce writes, drawn per record in composite calls), or `"GAP"`:
     /// Salesforce change events sent as `GAP_*` with no fields, as an org
-    /// under load sends them (readers must re-read those records).
+    /// under load sends them (readers must re-read those records), or
+    /// `"OMIT_FROM_207"` / `"DROP_FROM_207"`: a HubSpot batch-update input
+    /// left out of both `results` and `errors` of a 207 answer (drawn per
+    /// input), its update applied (OMIT) or not (DROP).
     pub error_rates: Option<BTreeMap<String, f64>>,
     /// Which side the error rates apply to (both by default).
     pub error_side: Option<Side>,
@@ -192,6 +195,22 @@ impl Faults {
         rate > 0.0 && self.rng.gen::<f64>() < rate
     }
 
+    /// What a HubSpot batch update does with one valid input: `None` to
+    /// answer it normally, `Some(applied)` to leave it out of the 207 with
+    /// its update applied (`OMIT_FROM_207`) or not (`DROP_FROM_207`).
+    pub fn draw_omission(&mut self) -> Option<bool> {
+        if !self.view.error_side.covers(Crm::Hubspot) {
+            return None;
+        }
+        for (key, applied) in [("DROP_FROM_207", false), ("OMIT_FROM_207", true)] {
+            let rate = self.view.error_rates.get(key).copied().unwrap_or(0.0);
+            if rate > 0.0 && self.rng.gen::<f64>() < rate {
+                return Some(applied);
+            }
+        }
+        None
+    }
+
     /// Whether one Salesforce record write hits `UNABLE_TO_LOCK_ROW`.
     pub fn draw_lock(&mut self) -> bool {
         if !self.view.error_side.covers(Crm::Salesforce) {
@@ -269,6 +288,20 @@ mod tests {
         assert_eq!(f.draw(Crm::Hubspot, now), Some(Injected::Status(500)));
         f.apply(&patch(r#"{"error_side": "both"}"#), now);
         assert!(f.draw_lock());
+    }
+
+    #[test]
+    fn omissions_are_drawn_per_input_on_the_hubspot_side() {
+        let now = Instant::now();
+        let mut f = Faults::new(3);
+        assert_eq!(f.draw_omission(), None);
+        f.apply(&patch(r#"{"error_rates": {"OMIT_FROM_207": 1.0}}"#), now);
+        assert_eq!(f.draw_omission(), Some(true));
+        assert_eq!(f.draw(Crm::Hubspot, now), None, "not an HTTP status");
+        f.apply(&patch(r#"{"error_rates": {"DROP_FROM_207": 1.0}}"#), now);
+        assert_eq!(f.draw_omission(), Some(false));
+        f.apply(&patch(r#"{"error_side": "salesforce"}"#), now);
+        assert_eq!(f.draw_omission(), None);
     }
 
     #[test]

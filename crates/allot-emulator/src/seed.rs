@@ -66,7 +66,7 @@ pub struct HubSpotSeed {
 pub struct HsOwner {
     pub id: String,
     #[serde(default)]
-    pub user_id: Option<u64>,
+    pub user_id: Option<i64>,
     #[serde(default)]
     pub email: String,
     #[serde(default)]

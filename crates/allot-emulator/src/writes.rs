@@ -247,7 +247,7 @@ pub(crate) fn upsert(shared: &Shared, req: UpsertRecord) -> Result<RecordView, E
                     "hubspot records are contacts or companies".into(),
                 ));
             }
-            let user_id = st.hs_owners.first().and_then(|o| o.user_id).unwrap_or(1);
+            let user_id = ui_user_id(&st);
             let base = hs_base(shared, HsSource::CrmUi { user_id });
             let exists = req
                 .id
@@ -302,7 +302,7 @@ pub(crate) fn emit_seed_events(shared: &Shared) {
             &carried,
         );
     }
-    let user_id = st.hs_owners.first().and_then(|o| o.user_id).unwrap_or(1);
+    let user_id = ui_user_id(&st);
     let base = hs_base(shared, HsSource::CrmUi { user_id });
     let hs: Vec<_> = st.hs_records.keys().cloned().collect();
     let mut batch = Vec::with_capacity(hs.len());
@@ -311,4 +311,14 @@ pub(crate) fn emit_seed_events(shared: &Shared) {
         batch.push(hs_webhook_event(&base, event_id, object, &id, None));
     }
     st.deliver_hs(batch);
+}
+
+/// The HubSpot user a "person in the UI" change is made by: the first owner's
+/// `userId` (1 when it has none, or a negative one an event cannot carry).
+fn ui_user_id(st: &State) -> u64 {
+    st.hs_owners
+        .first()
+        .and_then(|o| o.user_id)
+        .and_then(|u| u64::try_from(u).ok())
+        .unwrap_or(1)
 }

@@ -1,6 +1,7 @@
 //! The HubSpot CRM v3 client: token handling, rate-limit header tracking,
 //! batch owner updates, reads and owners.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -9,9 +10,9 @@ use reqwest::Method;
 use serde_json::{Map, Value};
 
 use super::auth::{self, HsToken, HubSpotAuth};
-use super::request::{self, HubSpotOwner, HubSpotRateLimit, MAX_BATCH, OWNERS_PATH};
+use super::request::{self, BatchOutcome, HubSpotOwner, HubSpotRateLimit, MAX_BATCH, OWNERS_PATH};
 use crate::http::{self, Reply};
-use crate::{lock, CrmError, CrmUser, RecordResult};
+use crate::{lock, CrmError, CrmUser, RecordRead, RecordResult};
 
 /// Everything the HubSpot client needs to know.
 #[derive(Debug, Clone)]
@@ -138,13 +139,57 @@ impl HubSpotClient {
             return Err(request::error_from_reply(&endpoint, &reply));
         }
         let ids: Vec<&str> = updates.iter().map(|(id, _)| id.as_ref()).collect();
-        request::parse_batch_reply(&ids, reply.status, &reply.body).map_err(|message| {
-            CrmError::Decode {
-                crm: Crm::Hubspot,
-                endpoint,
-                message,
+        let outcomes =
+            request::parse_batch_answer(&ids, reply.status, &reply.body).map_err(|message| {
+                CrmError::Decode {
+                    crm: Crm::Hubspot,
+                    endpoint,
+                    message,
+                }
+            })?;
+        let unanswered: Vec<&str> = ids
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| **o == BatchOutcome::Unanswered)
+            .map(|(id, _)| *id)
+            .collect();
+        let reads = self.confirm_reads(object, &unanswered).await;
+        Ok(updates
+            .iter()
+            .zip(outcomes)
+            .map(|((id, owner), outcome)| {
+                let id = id.as_ref();
+                match outcome {
+                    BatchOutcome::Written => RecordResult::success(id),
+                    BatchOutcome::Failed(error) => RecordResult::failure(id, error),
+                    BatchOutcome::Unanswered => {
+                        request::confirm_unanswered(id, owner.as_ref(), reads.get(id))
+                    }
+                }
+            })
+            .collect())
+    }
+
+    /// Reads back the owner of the inputs a 207 left out (`batch/read`); an
+    /// id missing from the map could not be read (the call failed), which
+    /// [`request::confirm_unanswered`] turns into a retry.
+    async fn confirm_reads(&self, object: ObjectKind, ids: &[&str]) -> HashMap<String, RecordRead> {
+        if ids.is_empty() {
+            return HashMap::new();
+        }
+        match self
+            .read_records(object, ids, &[request::OWNER_PROPERTY])
+            .await
+        {
+            Ok(reads) => {
+                tracing::info!(%object, records = ids.len(), "hubspot 207 left inputs out, read them back");
+                reads.into_iter().collect()
             }
-        })
+            Err(error) => {
+                tracing::warn!(%object, records = ids.len(), %error, "hubspot 207 left inputs out and reading them back failed");
+                HashMap::new()
+            }
+        }
     }
 
     /// Reads a record's properties (HubSpot's default set when `properties` is
@@ -181,8 +226,10 @@ impl HubSpotClient {
         let endpoint = format!("GET {OWNERS_PATH}");
         let mut owners = Vec::new();
         let mut after: Option<String> = None;
-        // A bound on pages guards against a server that loops its cursor.
-        for _ in 0..10_000 {
+        let mut seen: HashSet<String> = HashSet::new();
+        // A repeated cursor stops the loop at once; the bound on pages guards
+        // against a server that makes up new cursors forever.
+        for page_no in 1..=10_000usize {
             let mut query = vec![
                 ("limit", "100".to_string()),
                 ("archived", archived.to_string()),
@@ -202,6 +249,16 @@ impl HubSpotClient {
                 })?;
             owners.extend(page);
             match next {
+                Some(n) if !seen.insert(n.clone()) => {
+                    return Err(CrmError::Decode {
+                        crm: Crm::Hubspot,
+                        endpoint,
+                        message: format!(
+                            "page {page_no} of owners (archived={archived}) gives paging.next.after {n:?}, \
+                             a cursor already followed: the server loops its paging, owners not read"
+                        ),
+                    });
+                }
                 Some(n) => after = Some(n),
                 None => return Ok(owners),
             }

@@ -203,21 +203,33 @@ struct BatchResult {
     id: Value,
 }
 
-/// Reads a batch update answer (200 or 207) into per-input results, in input order.
+/// What a batch update answer says about one input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOutcome {
+    /// Among `results`: updated.
+    Written,
+    /// Named by an error (or covered by an error that names no id).
+    Failed(RecordError),
+    /// In neither `results` nor `errors` of a 207: the answer does not say
+    /// whether the update landed, so a read has to tell.
+    Unanswered,
+}
+
+/// Reads a batch update answer (200 or 207) into per-input outcomes, in input order.
 ///
 /// 200: every input was updated. 207: an input succeeded when its id is among
 /// `results[].id`; a failed input takes the error whose `context.ids` (or
-/// `context.id`, or `id`) names it, else the first error that names no id,
-/// else a generic `UNKNOWN` error.
-pub fn parse_batch_reply(
+/// `context.id`, or `id`) names it, else the first error that names no id;
+/// an input none of these cover is [`BatchOutcome::Unanswered`].
+pub fn parse_batch_answer(
     ids: &[&str],
     status: u16,
     body: &[u8],
-) -> Result<Vec<RecordResult>, String> {
+) -> Result<Vec<BatchOutcome>, String> {
     let b: BatchBody =
         serde_json::from_slice(body).map_err(|e| format!("{e} in {}", snippet(body)))?;
     if status == 200 {
-        return Ok(ids.iter().map(|id| RecordResult::success(id)).collect());
+        return Ok(ids.iter().map(|_| BatchOutcome::Written).collect());
     }
     let succeeded: Vec<String> = b.results.iter().filter_map(|r| id_text(&r.id)).collect();
     let mut by_id: HashMap<String, RecordError> = HashMap::new();
@@ -235,17 +247,81 @@ pub fn parse_batch_reply(
         .iter()
         .map(|id| {
             if let Some(error) = by_id.get(*id) {
-                return RecordResult::failure(id, error.clone());
+                return BatchOutcome::Failed(error.clone());
             }
             if succeeded.iter().any(|s| s == id) {
-                return RecordResult::success(id);
+                return BatchOutcome::Written;
             }
-            let error = unattributed.clone().unwrap_or_else(|| {
-                RecordError::from_code("UNKNOWN", "neither in results nor in errors")
-            });
-            RecordResult::failure(id, error)
+            unattributed
+                .clone()
+                .map_or(BatchOutcome::Unanswered, BatchOutcome::Failed)
         })
         .collect())
+}
+
+/// Reads a batch update answer into per-input results, in input order, with
+/// no read behind it: an input the answer leaves out is a failure coded
+/// `UNKNOWN` (see [`parse_batch_answer`]; the client confirms those by a read).
+pub fn parse_batch_reply(
+    ids: &[&str],
+    status: u16,
+    body: &[u8],
+) -> Result<Vec<RecordResult>, String> {
+    Ok(parse_batch_answer(ids, status, body)?
+        .into_iter()
+        .zip(ids)
+        .map(|(outcome, id)| match outcome {
+            BatchOutcome::Written => RecordResult::success(id),
+            BatchOutcome::Failed(error) => RecordResult::failure(id, error),
+            BatchOutcome::Unanswered => RecordResult::failure(
+                id,
+                RecordError::from_code("UNKNOWN", "neither in results nor in errors"),
+            ),
+        })
+        .collect())
+}
+
+/// The code of an input a 207 left out and a read did not show written.
+pub const UNANSWERED: &str = "UNANSWERED";
+
+/// Settles an input a 207 left out of both `results` and `errors`, given what
+/// a read of the record found: written when it already has `owner`; gone
+/// (`OBJECT_NOT_FOUND`, permanent) when the read says it does not exist;
+/// otherwise a retryable [`UNANSWERED`] failure, so the update is sent again.
+pub fn confirm_unanswered(id: &str, owner: &str, read: Option<&crate::RecordRead>) -> RecordResult {
+    use crate::{RecordErrorKind, RecordRead};
+    let retry = |why: String| {
+        RecordResult::failure(
+            id,
+            RecordError {
+                code: UNANSWERED.into(),
+                message: format!("left out of the 207's results and errors, and {why}"),
+                retryable: true,
+                kind: RecordErrorKind::Transient,
+            },
+        )
+    };
+    match read {
+        Some(RecordRead::Found(props)) => {
+            let now = props.get(OWNER_PROPERTY).and_then(id_text);
+            if now.as_deref() == Some(owner) {
+                RecordResult::success(id)
+            } else {
+                retry(format!(
+                    "a read shows {OWNER_PROPERTY} {now:?}, not {owner:?}"
+                ))
+            }
+        }
+        Some(RecordRead::Missing) => RecordResult::failure(
+            id,
+            RecordError::from_code(
+                "OBJECT_NOT_FOUND",
+                "left out of the 207's results and errors, and a read says it does not exist",
+            ),
+        ),
+        Some(RecordRead::NotRead(why)) => retry(format!("the read did not answer for it: {why}")),
+        None => retry("it could not be read back".into()),
+    }
 }
 
 /// The `properties` of a `GET /crm/v3/objects/{type}/{id}` answer.
@@ -273,7 +349,7 @@ pub struct HubSpotOwner {
     pub last_name: Option<String>,
     /// The HubSpot user behind the owner (not what records hold).
     #[serde(default)]
-    pub user_id: Option<u64>,
+    pub user_id: Option<i64>,
     #[serde(default)]
     pub archived: bool,
 }

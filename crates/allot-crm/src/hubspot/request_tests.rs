@@ -234,3 +234,66 @@ fn records_and_owner_pages_are_read() {
     let (owners, after) = parse_owners_page(br#"{"results":[]}"#).unwrap();
     assert!(owners.is_empty() && after.is_none());
 }
+
+#[test]
+fn a_negative_user_id_is_read_as_the_spec_types_it() {
+    // The spec types `userId` as a signed int32.
+    let page = br#"{"results":[
+        {"id":"910901","email":"maya@northwind.example","userId":-4512001,"archived":false},
+        {"id":"910902","email":"diego@northwind.example","userId":2147483647,"archived":false},
+        {"id":"910903","email":"ops@northwind.example","archived":false}]}"#;
+    let (owners, after) = parse_owners_page(page).unwrap();
+    assert_eq!(after, None);
+    let ids: Vec<Option<i64>> = owners.iter().map(|o| o.user_id).collect();
+    assert_eq!(ids, [Some(-4_512_001), Some(2_147_483_647), None]);
+}
+
+#[test]
+fn inputs_a_207_leaves_out_are_unanswered_unless_an_error_names_no_id() {
+    let body = r#"{"status":"COMPLETE","results":[{"id":"1","properties":{}}],"numErrors":1,
+        "errors":[{"status":"error","category":"VALIDATION_ERROR","message":"bad owner","context":{"ids":["2"]}}]}"#;
+    let got = parse_batch_answer(&["1", "2", "3"], 207, body.as_bytes()).unwrap();
+    assert_eq!(got[0], BatchOutcome::Written);
+    assert!(matches!(&got[1], BatchOutcome::Failed(e) if e.code == "VALIDATION_ERROR"));
+    assert_eq!(got[2], BatchOutcome::Unanswered);
+
+    // An error that names no id covers the inputs nothing else names.
+    let body = r#"{"status":"COMPLETE","results":[],"numErrors":1,
+        "errors":[{"status":"error","category":"INTERNAL_ERROR","message":"boom"}]}"#;
+    let got = parse_batch_answer(&["3"], 207, body.as_bytes()).unwrap();
+    assert!(matches!(&got[0], BatchOutcome::Failed(e) if e.code == "INTERNAL_ERROR"));
+}
+
+#[test]
+fn a_left_out_input_is_settled_by_what_the_read_shows() {
+    use crate::RecordRead;
+    let found = |owner: Value| {
+        let mut props = Map::new();
+        props.insert(OWNER_PROPERTY.into(), owner);
+        RecordRead::Found(props)
+    };
+    // Already owned as intended: written.
+    let r = confirm_unanswered("7", "910901", Some(&found(json!("910901"))));
+    assert_eq!(r, RecordResult::success("7"));
+    // Someone else, or nobody: sent again.
+    for read in [
+        Some(found(json!("910902"))),
+        Some(found(Value::Null)),
+        Some(RecordRead::NotRead("INTERNAL_ERROR: x".into())),
+        None,
+    ] {
+        let r = confirm_unanswered("7", "910901", read.as_ref());
+        let e = r.error.as_ref().unwrap();
+        assert!(!r.ok);
+        assert_eq!(
+            (e.code.as_str(), e.retryable, e.kind),
+            (UNANSWERED, true, RecordErrorKind::Transient),
+            "{read:?}"
+        );
+        assert!(e.message.contains("left out of the 207"), "{}", e.message);
+    }
+    // Gone: permanent, as a named OBJECT_NOT_FOUND would be.
+    let r = confirm_unanswered("7", "910901", Some(&RecordRead::Missing));
+    let e = r.error.unwrap();
+    assert_eq!((e.kind, e.retryable), (RecordErrorKind::NotFound, false));
+}

@@ -1,6 +1,7 @@
 //! The Salesforce REST client: token cache, the required headers, limit
 //! tracking, and the one retry after an expired session.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -171,8 +172,10 @@ impl SalesforceClient {
         let first = request::query_path(&self.inner.config.api_version);
         let mut users = Vec::new();
         let mut next = Some((first, vec![("q", request::USERS_SOQL.to_string())]));
-        // A bound on pages guards against a server that loops its cursor.
-        for _ in 0..10_000 {
+        let mut seen: HashSet<String> = HashSet::new();
+        // A repeated `nextRecordsUrl` stops the loop at once; the bound on
+        // pages guards against a server that makes up new ones forever.
+        for page_no in 1..=10_000usize {
             let Some((path, query)) = next.take() else {
                 return Ok(users);
             };
@@ -188,6 +191,18 @@ impl SalesforceClient {
                     message,
                 })?;
             users.extend(request::users_from_records(&page.records));
+            if let Some(p) = &page.next {
+                if !seen.insert(p.clone()) {
+                    return Err(CrmError::Decode {
+                        crm: Crm::Salesforce,
+                        endpoint,
+                        message: format!(
+                            "page {page_no} of users gives nextRecordsUrl {p:?}, a cursor already \
+                             followed: the server loops its paging, users not read"
+                        ),
+                    });
+                }
+            }
             next = page.next.map(|p| (p, Vec::new()));
         }
         Err(CrmError::Decode {

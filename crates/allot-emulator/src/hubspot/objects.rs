@@ -292,6 +292,8 @@ pub(crate) async fn batch_update(
     let mut errors = Vec::new();
     let mut missing = Vec::new();
     let mut events = Vec::new();
+    let mut omitted = 0usize;
+    let mut applied_unreported = 0usize;
     for input in &inputs {
         if !st.hs_records.contains_key(&(object, input.id.clone())) {
             missing.push(input.id.clone());
@@ -307,9 +309,19 @@ pub(crate) async fn batch_update(
             }));
             continue;
         }
+        let omission = st.faults.draw_omission();
+        if omission == Some(false) {
+            omitted += 1;
+            continue;
+        }
         events.extend(
             hs_update(&mut st, object, &input.id, &input.properties, &base).unwrap_or_default(),
         );
+        if omission.is_some() {
+            omitted += 1;
+            applied_unreported += 1;
+            continue;
+        }
         if let Some(p) = st.hs_records.get(&(object, input.id.clone())) {
             results.push(object_json(&input.id, p, None));
         }
@@ -327,8 +339,9 @@ pub(crate) async fn batch_update(
             "context": {"ids": missing},
         }));
     }
-    *st.rec.stats.records_updated.get_mut(Crm::Hubspot) += results.len() as u64;
-    *st.rec.stats.records_rejected.get_mut(Crm::Hubspot) += (inputs.len() - results.len()) as u64;
+    let updated = results.len() + applied_unreported;
+    *st.rec.stats.records_updated.get_mut(Crm::Hubspot) += updated as u64;
+    *st.rec.stats.records_rejected.get_mut(Crm::Hubspot) += (inputs.len() - updated) as u64;
     st.deliver_hs(events);
     let mut body = json!({
         "status": "COMPLETE",
@@ -336,7 +349,7 @@ pub(crate) async fn batch_update(
         "startedAt": started,
         "completedAt": iso_millis(now_ms()),
     });
-    if errors.is_empty() {
+    if errors.is_empty() && omitted == 0 {
         return reply(Some(&rate), StatusCode::OK, body);
     }
     body["numErrors"] = json!(errors.len());
