@@ -684,6 +684,24 @@ impl<'a> Draft<'a> {
 
 /// State changes when a record leaves its owner's workload (deleted, closed,
 /// converted): the open count drops and a deleted account stops matching leads.
+/// The lead-to-account index entry of an account as it stands (its domain
+/// and owner), for accounts stored without a decision: read from the book,
+/// or reassigned by a person. Empty for other records or without a domain.
+pub fn index_account(record: &Record, now: Millis) -> Vec<StateOp> {
+    if record.object != ObjectKind::Account || record.deleted {
+        return Vec::new();
+    }
+    let Some(domain) = record_domain(record) else {
+        return Vec::new();
+    };
+    let account = allot_core::AccountRef {
+        account_id: record.id.clone(),
+        owner: record.owner.clone(),
+        updated_at: record.updated_at.unwrap_or(now),
+    };
+    vec![StateOp::UpsertAccount { domain, account }]
+}
+
 pub fn release(record: &Record) -> Vec<StateOp> {
     let mut ops = Vec::new();
     if let Some(owner) = &record.owner {

@@ -19,7 +19,9 @@ pub mod overrides;
 pub mod realign;
 mod reps;
 
-pub use engine::{candidates, decide, decide_with, release, Detail, Matcher, Outcome};
+pub use engine::{
+    candidates, decide, decide_with, index_account, release, Detail, Matcher, Outcome,
+};
 pub use model::{
     Diagnostic, Method, NamedAccount, Owner, Rep, RuleSet, RulesError, Step, Team, Territory,
     WorkingHours,

@@ -442,6 +442,7 @@ impl Pipeline {
                             delta: -1,
                         });
                     }
+                    ops.extend(reindex_account(before.as_ref(), &record, now));
                     self.state.apply(&ops);
                     out.batch.apply_state_ops(&ops);
                 }
@@ -685,23 +686,29 @@ impl Pipeline {
                 .any(|f| self.fields_read.contains(f));
             if decide && !record.deleted && relevant {
                 self.decide(&mut out, &mut record, &event, now, None);
-            } else if m.owner_changed || before.is_none() {
-                // The book says who owns it: keep the loads right.
+            } else {
                 let mut ops = Vec::new();
-                if let Some(new) = &record.owner {
-                    ops.push(allot_core::StateOp::OpenDelta {
-                        rep: new.clone(),
-                        delta: 1,
-                    });
+                if m.owner_changed || before.is_none() {
+                    // The book says who owns it: keep the loads right.
+                    if let Some(new) = &record.owner {
+                        ops.push(allot_core::StateOp::OpenDelta {
+                            rep: new.clone(),
+                            delta: 1,
+                        });
+                    }
+                    if let Some(old) = before.as_ref().and_then(|b| b.owner.clone()) {
+                        ops.push(allot_core::StateOp::OpenDelta {
+                            rep: old,
+                            delta: -1,
+                        });
+                    }
                 }
-                if let Some(old) = before.as_ref().and_then(|b| b.owner.clone()) {
-                    ops.push(allot_core::StateOp::OpenDelta {
-                        rep: old,
-                        delta: -1,
-                    });
+                // Lead-to-account finds accounts that never had an event.
+                ops.extend(reindex_account(before.as_ref(), &record, now));
+                if !ops.is_empty() {
+                    self.state.apply(&ops);
+                    out.batch.apply_state_ops(&ops);
                 }
-                self.state.apply(&ops);
-                out.batch.apply_state_ops(&ops);
             }
             out.events += 1;
             self.store_landed(&mut out, &mut chunk, record, applied, b.crm);
@@ -847,6 +854,27 @@ pub fn crm_of(record: &Record) -> Option<Crm> {
         "hubspot" => Some(Crm::Hubspot),
         _ => None,
     }
+}
+
+/// The account index ops for `record` stored without a decision: its
+/// entry under its domain, and out from under a domain it no longer has.
+fn reindex_account(
+    before: Option<&Record>,
+    record: &Record,
+    now: Millis,
+) -> Vec<allot_core::StateOp> {
+    let mut ops = Vec::new();
+    if let Some(b) = before.filter(|b| b.object == ObjectKind::Account) {
+        let old = allot_rules::criteria::record_domain(b);
+        if old.is_some() && old != allot_rules::criteria::record_domain(record) {
+            ops.extend(allot_rules::release(&Record {
+                owner: None,
+                ..b.clone()
+            }));
+        }
+    }
+    ops.extend(allot_rules::index_account(record, now));
+    ops
 }
 
 /// Commits `batch` (one transaction, one flush) off the async threads.

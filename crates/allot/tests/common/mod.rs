@@ -26,6 +26,11 @@ impl Drop for Running {
 /// Starts `allot run --no-demo` from the repository root with its store in
 /// `dir` and every listener on a free loopback port; `args` are added.
 pub fn start(dir: &Path, args: &[&str]) -> Running {
+    start_with(dir, args, &[])
+}
+
+/// As [`start`], with more environment variables (configuration overrides).
+pub fn start_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_allot"))
         .args(["run", "--no-demo", "--for-secs", "150"])
         .args(args)
@@ -34,6 +39,7 @@ pub fn start(dir: &Path, args: &[&str]) -> Running {
         .env("ALLOT__EMULATOR__LISTEN", "127.0.0.1:0")
         .env("ALLOT__STORE__PATH", dir.join("store"))
         .env("ALLOT__TELEMETRY__LEVEL", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
