@@ -71,9 +71,12 @@ pub struct FaultPatch {
     /// (Salesforce writes, drawn per record in composite calls), or `"GAP"`:
     /// Salesforce change events sent as `GAP_*` with no fields, as an org
     /// under load sends them (readers must re-read those records), or
+    /// `"OVERFLOW"`: Salesforce change events sent as `GAP_OVERFLOW`, with
+    /// no record ids (readers must resync the entity), or
     /// `"OMIT_FROM_207"` / `"DROP_FROM_207"`: a HubSpot batch-update input
     /// left out of both `results` and `errors` of a 207 answer (drawn per
-    /// input), its update applied (OMIT) or not (DROP).
+    /// input), its update applied (OMIT) or not (DROP), or `"LOST_EVENT"`:
+    /// a change made but its change event (CDC event, webhook) never sent.
     pub error_rates: Option<BTreeMap<String, f64>>,
     /// Which side the error rates apply to (both by default).
     pub error_side: Option<Side>,
@@ -191,7 +194,17 @@ impl Faults {
 
     /// Whether one Salesforce change event goes out as a gap event.
     pub fn draw_gap(&mut self) -> bool {
-        let rate = self.view.error_rates.get("GAP").copied().unwrap_or(0.0);
+        self.draw_event("GAP")
+    }
+
+    /// Whether one Salesforce change event goes out as GAP_OVERFLOW (no
+    /// record ids, no fields: the whole entity must be read again).
+    pub fn draw_overflow(&mut self) -> bool {
+        self.draw_event("OVERFLOW")
+    }
+
+    fn draw_event(&mut self, key: &str) -> bool {
+        let rate = self.view.error_rates.get(key).copied().unwrap_or(0.0);
         rate > 0.0 && self.rng.gen::<f64>() < rate
     }
 
@@ -209,6 +222,16 @@ impl Faults {
             }
         }
         None
+    }
+
+    /// Whether one change event of `crm` is lost (`LOST_EVENT`): the change
+    /// is made, nobody hears of it.
+    pub fn draw_lost_event(&mut self, crm: Crm) -> bool {
+        if !self.view.error_side.covers(crm) {
+            return false;
+        }
+        let rate = self.view.error_rates.get("LOST_EVENT").copied().unwrap_or(0.0);
+        rate > 0.0 && self.rng.gen::<f64>() < rate
     }
 
     /// Whether one Salesforce record write hits `UNABLE_TO_LOCK_ROW`.
@@ -302,6 +325,20 @@ mod tests {
         assert_eq!(f.draw_omission(), Some(false));
         f.apply(&patch(r#"{"error_side": "salesforce"}"#), now);
         assert_eq!(f.draw_omission(), None);
+    }
+
+    #[test]
+    fn lost_events_follow_their_side() {
+        let now = Instant::now();
+        let mut f = Faults::new(5);
+        assert!(!f.draw_lost_event(Crm::Salesforce));
+        f.apply(
+            &patch(r#"{"error_rates": {"LOST_EVENT": 1.0}, "error_side": "salesforce"}"#),
+            now,
+        );
+        assert!(f.draw_lost_event(Crm::Salesforce));
+        assert!(!f.draw_lost_event(Crm::Hubspot));
+        assert_eq!(f.draw(Crm::Salesforce, now), None, "not an HTTP status");
     }
 
     #[test]

@@ -130,13 +130,21 @@ impl SfMeta {
 fn emit_sf(st: &mut State, mut header: CdcHeader, fields: &Map<String, Value>) {
     let (replay_id, commit_number) = st.next_commit();
     header.commit_number = commit_number;
-    let gap = st.faults.draw_gap();
-    if gap {
+    let overflow = st.faults.draw_overflow();
+    let gap = overflow || st.faults.draw_gap();
+    if overflow {
+        header.change_type = "GAP_OVERFLOW";
+        header.record_ids.clear();
+    } else if gap {
         header.change_type = gap_type(header.change_type);
     }
     let empty = Map::new();
     let event = sf_cdc_event(&header, if gap { &empty } else { fields }, replay_id);
     let key = header.record_ids.first().cloned().unwrap_or_default();
+    if st.faults.draw_lost_event(Crm::Salesforce) {
+        // The replay id and commit number are spent: a hole, as a lost event leaves.
+        return;
+    }
     st.deliver_sf(&key, &event);
 }
 
@@ -257,12 +265,12 @@ pub(crate) fn upsert(shared: &Shared, req: UpsertRecord) -> Result<RecordView, E
                 Some(id) if exists => {
                     let events =
                         hs_update(&mut st, object, &id, &req.fields, &base).unwrap_or_default();
-                    st.deliver_hs(events);
+                    deliver_hs(&mut st, events);
                     id
                 }
                 id => {
                     let (id, event) = hs_create(&mut st, object, id, req.fields, &base);
-                    st.deliver_hs(vec![event]);
+                    deliver_hs(&mut st, vec![event]);
                     id
                 }
             };
@@ -310,7 +318,7 @@ pub(crate) fn emit_seed_events(shared: &Shared) {
         let event_id = st.next_event_id();
         batch.push(hs_webhook_event(&base, event_id, object, &id, None));
     }
-    st.deliver_hs(batch);
+    deliver_hs(&mut st, batch);
 }
 
 /// The HubSpot user a "person in the UI" change is made by: the first owner's
@@ -321,4 +329,15 @@ fn ui_user_id(st: &State) -> u64 {
         .and_then(|o| o.user_id)
         .and_then(|u| u64::try_from(u).ok())
         .unwrap_or(1)
+}
+
+/// Delivers HubSpot webhook events, less those a `LOST_EVENT` fault loses.
+pub(crate) fn deliver_hs(st: &mut State, events: Vec<Value>) {
+    let kept: Vec<Value> = events
+        .into_iter()
+        .filter(|_| !st.faults.draw_lost_event(Crm::Hubspot))
+        .collect();
+    if !kept.is_empty() {
+        st.deliver_hs(kept);
+    }
 }

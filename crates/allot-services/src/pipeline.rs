@@ -680,6 +680,12 @@ impl Pipeline {
             let Some(mut record) = m.record else {
                 continue;
             };
+            if b.crm != Crm::Native {
+                // Rules can tell records of different CRMs apart (one tree per CRM).
+                record
+                    .fields
+                    .insert("crm".into(), allot_core::Value::from(b.crm.as_str()));
+            }
             let relevant = m
                 .changed_canonical
                 .iter()
