@@ -46,6 +46,11 @@ pub const CRM_USERS: &str = "crm_users";
 pub const SKEW_MS: Millis = 5 * 60_000;
 /// Pages fetched ahead of the store.
 const AHEAD: usize = 4;
+/// Salesforce objects with at least this many records to read go through a
+/// Bulk API 2.0 query job (`crm.salesforce.bulk_threshold`).
+pub const BULK_THRESHOLD: u64 = 50_000;
+/// Rows per Bulk API results page.
+const BULK_PAGE: usize = 10_000;
 
 /// Where one object's sync stands, as stored.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -70,6 +75,18 @@ pub struct SyncCursor {
     /// start of the last complete run that covered everything before it.
     #[serde(default)]
     pub complete_as_of: Option<Millis>,
+    /// A Salesforce Bulk API 2.0 query job reads this run: its id and the
+    /// locator of the next results page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bulk: Option<BulkCursor>,
+}
+
+/// Where a run reading through a Bulk API query job stands.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BulkCursor {
+    pub job: String,
+    /// `None`: the first results page.
+    pub locator: Option<String>,
 }
 
 /// A request to read an object again from `since`, left by an event that
@@ -237,6 +254,16 @@ pub fn begin(
     Ok(out)
 }
 
+/// What a sync run needs from the process: its CRM clients and budgets.
+#[derive(Clone)]
+pub struct SyncCtx {
+    pub clients: Vec<CrmClient>,
+    pub budgets: Budgets,
+    pub policy: ReadPolicy,
+    /// `crm.salesforce.bulk_threshold`.
+    pub bulk_threshold: u64,
+}
+
 /// What the fetch tasks hand to the pipeline's owner.
 #[derive(Debug)]
 pub enum Fetched {
@@ -261,6 +288,7 @@ pub fn fetch(
     clients: &[CrmClient],
     budgets: &Budgets,
     policy: ReadPolicy,
+    bulk_threshold: u64,
     starts: Vec<(Crm, ObjectKind, SyncCursor, bool)>,
 ) -> mpsc::Receiver<Fetched> {
     let (tx, rx) = mpsc::channel(AHEAD);
@@ -281,6 +309,7 @@ pub fn fetch(
             let maps = FieldMaps::default();
             let mut last_search: Option<tokio::time::Instant> = None;
             for (_, object, mut c, resumed) in mine {
+                let mut bulk_restarted = false;
                 let fields: Vec<&str> = maps.get(crm).mapped_crm_fields(object);
                 loop {
                     if crm == Crm::Hubspot && c.since.is_some() {
@@ -295,18 +324,67 @@ pub fn fetch(
                     }
                     let after = c.after.clone();
                     let since = c.since;
-                    let page = retrying(&budget, &client, &policy, "sync", || {
-                        client.list_page(object, after.as_deref(), since, &fields)
-                    })
-                    .await;
+                    let page = match &client {
+                        CrmClient::Salesforce(sf)
+                            if c.pages == 0 && c.bulk.is_none() && bulk_threshold > 0 =>
+                        {
+                            // Large books go through a Bulk API query job.
+                            match retrying(&budget, &client, &policy, "sync count", || {
+                                sf.count(object, since)
+                            })
+                            .await
+                            {
+                                Ok(n) if n >= bulk_threshold => {
+                                    match start_bulk(
+                                        &budget, &client, &policy, sf, object, &fields, since,
+                                    )
+                                    .await
+                                    {
+                                        Ok(job) => {
+                                            tracing::info!(%object, records = n, job = %job, "sync reads through a bulk query job");
+                                            c.bulk = Some(BulkCursor { job, locator: None });
+                                            continue;
+                                        }
+                                        Err(e) => Err(e),
+                                    }
+                                }
+                                Ok(_) => {
+                                    retrying(&budget, &client, &policy, "sync", || {
+                                        client.list_page(object, after.as_deref(), since, &fields)
+                                    })
+                                    .await
+                                }
+                                Err(e) => Err(e),
+                            }
+                        }
+                        CrmClient::Salesforce(sf) if c.bulk.is_some() => {
+                            let b = c.bulk.clone().unwrap_or_default();
+                            bulk_page(&budget, &client, &policy, sf, &b).await
+                        }
+                        _ => {
+                            retrying(&budget, &client, &policy, "sync", || {
+                                client.list_page(object, after.as_deref(), since, &fields)
+                            })
+                            .await
+                        }
+                    };
                     let page = match page {
-                        Ok(p) if p.next.is_some() && p.next == after => {
+                        Ok(p) if c.bulk.is_none() && p.next.is_some() && p.next == after => {
                             let error =
                                 format!("{object}: the crm answered the cursor {after:?} again");
                             let _ = tx.send(Fetched::Failed { crm, error }).await;
                             return;
                         }
                         Ok(p) => p,
+                        Err(e) if resumed && c.bulk.is_some() && !bulk_restarted => {
+                            // The job of a run cut short may be gone: read the object again.
+                            tracing::warn!(%object, error = %e, "the bulk query job of the interrupted run cannot be read; the object is read again");
+                            bulk_restarted = true;
+                            c.bulk = None;
+                            c.pages = 0;
+                            c.records = 0;
+                            continue;
+                        }
                         Err(e) => {
                             let error = format!("{object}: {e}");
                             let _ = tx.send(Fetched::Failed { crm, error }).await;
@@ -328,7 +406,10 @@ pub fn fetch(
                         .collect();
                     c.records += records.len() as u64;
                     c.pages += 1;
-                    c.after = page.next.clone().or(c.after.take());
+                    match c.bulk.as_mut() {
+                        Some(b) => b.locator = page.next.clone(),
+                        None => c.after = page.next.clone().or(c.after.take()),
+                    }
                     c.done = page.next.is_none();
                     if c.done {
                         c.finished_at = Some(crate::now_ms());
@@ -369,6 +450,60 @@ pub fn fetch(
         });
     }
     rx
+}
+
+/// Starts the Bulk API query job that reads `object` (modified after `since`).
+async fn start_bulk(
+    budget: &crate::budget::Budget,
+    client: &CrmClient,
+    policy: &ReadPolicy,
+    sf: &allot_crm::salesforce::SalesforceClient,
+    object: ObjectKind,
+    fields: &[&str],
+    since: Option<Millis>,
+) -> Result<String, allot_crm::CrmError> {
+    let since = since.map(allot_crm::salesforce::soql_datetime);
+    let soql = allot_crm::salesforce::bulk_soql(object, fields, since.as_deref())?;
+    retrying(budget, client, policy, "sync bulk job", || {
+        sf.bulk_query_start(&soql)
+    })
+    .await
+}
+
+/// The next results page of a bulk query job, once the job is complete
+/// (polled once a second, each poll under the budget).
+async fn bulk_page(
+    budget: &crate::budget::Budget,
+    client: &CrmClient,
+    policy: &ReadPolicy,
+    sf: &allot_crm::salesforce::SalesforceClient,
+    b: &BulkCursor,
+) -> Result<allot_crm::BookPage, allot_crm::CrmError> {
+    use allot_crm::salesforce::BulkState;
+    if b.locator.is_none() {
+        loop {
+            let state = retrying(budget, client, policy, "sync bulk job", || {
+                sf.bulk_query_state(&b.job)
+            })
+            .await?;
+            match state {
+                BulkState::Complete { .. } => break,
+                BulkState::Failed(message) => {
+                    return Err(allot_crm::CrmError::Config {
+                        crm: Crm::Salesforce,
+                        message: format!("bulk query job {}: {message}", b.job),
+                    })
+                }
+                BulkState::Running(_) => {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await
+                }
+            }
+        }
+    }
+    retrying(budget, client, policy, "sync bulk page", || {
+        sf.bulk_query_page(&b.job, b.locator.as_deref(), BULK_PAGE)
+    })
+    .await
 }
 
 /// Stages `records` of one page with the cursor after it (and, on the last
@@ -431,16 +566,20 @@ pub fn resync_request(
 /// error leaves every committed page in place: the next run resumes.
 pub async fn sync(
     pipeline: &mut Pipeline,
-    clients: &[CrmClient],
-    budgets: &Budgets,
-    policy: &ReadPolicy,
+    ctx: &SyncCtx,
     plan: &SyncPlan,
     decide_rate: u32,
     mut progress: impl FnMut(&SyncProgress),
 ) -> Result<Vec<SyncProgress>, ServiceError> {
     let store = pipeline.store().clone();
     let starts = begin(&store, plan, crate::now_ms())?;
-    let mut rx = fetch(clients, budgets, *policy, starts);
+    let mut rx = fetch(
+        &ctx.clients,
+        &ctx.budgets,
+        ctx.policy,
+        ctx.bulk_threshold,
+        starts,
+    );
     let mut pacer = crate::control::Pacer::new(decide_rate);
     let mut out = Vec::new();
     while let Some(f) = rx.recv().await {

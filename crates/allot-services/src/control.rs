@@ -26,6 +26,7 @@ mod redecide;
 mod retry;
 mod sync;
 
+pub use crate::backfill::SyncCtx;
 use crate::ServiceError;
 pub use handle::{
     ControlCommand, ControlError, ControlHandle, ControlInbox, ControlMessage, Envelope,
@@ -34,7 +35,6 @@ pub use handle::{
 pub use pace::Pacer;
 pub use redecide::{owned_by, redecide};
 pub use retry::redecide_records;
-pub use sync::SyncCtx;
 
 /// Version of the [`ControlMessage`] schema.
 pub const CONTROL_VERSION: u8 = 1;

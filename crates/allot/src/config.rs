@@ -247,6 +247,14 @@ pub struct SalesforceCfg {
     /// comes from the variable `secrets.salesforce_jwt_key_env` names.
     #[serde(default)]
     pub jwt_key_file: String,
+    /// Objects with at least this many records to read go through a Bulk
+    /// API 2.0 query job instead of SOQL pages (0: never).
+    #[serde(default = "default_bulk_threshold")]
+    pub bulk_threshold: u64,
+}
+
+fn default_bulk_threshold() -> u64 {
+    allot_services::backfill::BULK_THRESHOLD
 }
 
 /// `crm.salesforce.auth`.

@@ -83,6 +83,8 @@ fn sync(dir: &Path, emulator: &str, args: &[&str]) -> Command {
             "ALLOT__WRITER__HUBSPOT__CALLS_PER_10S",
             HS_LIMIT.to_string(),
         )
+        // Salesforce objects of 10,000 records and more: Bulk API query jobs.
+        .env("ALLOT__CRM__SALESFORCE__BULK_THRESHOLD", "10000")
         .env("ALLOT__TELEMETRY__LEVEL", "warn");
     c
 }
@@ -231,6 +233,15 @@ fn sync_resumes_after_kill_and_the_whole_book_is_known() {
     );
     assert!(
         s["peak_requests_10s"]["hubspot"].as_u64().unwrap() <= HS_LIMIT,
+        "{s}"
+    );
+    // Salesforce's objects (20,000 records each) came through bulk query jobs.
+    assert!(
+        s["calls"]["sf.bulk.create"].as_u64().unwrap_or(0) >= 3,
+        "{s}"
+    );
+    assert!(
+        s["calls"]["sf.bulk.results"].as_u64().unwrap_or(0) >= 6,
         "{s}"
     );
     assert_eq!(s["rate_limited"]["hubspot"], 0, "{s}");

@@ -76,7 +76,42 @@ pub fn parse_page(body: &[u8]) -> Result<BookPage, String> {
     Ok(BookPage { records, next })
 }
 
+/// `SELECT COUNT() FROM <Type> [WHERE SystemModstamp > since]`.
+pub fn count_soql(object: ObjectKind, since: Option<Millis>) -> String {
+    let filter = since
+        .map(|t| format!(" WHERE SystemModstamp > {}", soql_datetime(t)))
+        .unwrap_or_default();
+    format!(
+        "SELECT COUNT() FROM {}{filter}",
+        request::sobject_type(object)
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Count {
+    total_size: u64,
+}
+
 impl SalesforceClient {
+    /// How many records of `object` there are (modified after `since`).
+    pub async fn count(&self, object: ObjectKind, since: Option<Millis>) -> Result<u64, CrmError> {
+        let path = request::query_path(self.api_version());
+        let endpoint = format!("GET {path}");
+        let q = vec![("q", count_soql(object, since))];
+        let reply = self.send(Method::GET, &path, &q, None).await?;
+        if reply.status != 200 {
+            return Err(request::error_from_reply(&endpoint, &reply));
+        }
+        serde_json::from_slice::<Count>(&reply.body)
+            .map(|c| c.total_size)
+            .map_err(|e| CrmError::Decode {
+                crm: Crm::Salesforce,
+                endpoint,
+                message: e.to_string(),
+            })
+    }
+
     /// One page of `object`'s records after the cursor `after`.
     pub async fn list_page(
         &self,

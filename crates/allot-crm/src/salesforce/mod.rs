@@ -11,3 +11,4 @@ pub mod request;
 pub use auth::{JwtClaims, SalesforceAuth};
 pub use bulk::{bulk_soql, BulkState};
 pub use client::{SalesforceClient, SalesforceConfig};
+pub use list::{count_soql, soql_datetime};

@@ -6,7 +6,6 @@
 //! after a restart.
 
 use allot_core::{Crm, Millis, ObjectKind};
-use allot_crm::CrmClient;
 use allot_store::JOB;
 use serde_json::{json, Value};
 use tokio::sync::mpsc::{self, error::TryRecvError};
@@ -14,25 +13,15 @@ use tracing::{info, warn};
 
 use super::{Controller, Reply};
 use crate::backfill::{
-    self, Fetched, ResyncRequest, SyncCursor, SyncPlan, SyncRun, RESYNC, SYNC_RUN,
+    self, Fetched, ResyncRequest, SyncCtx, SyncCursor, SyncPlan, SyncRun, RESYNC, SYNC_RUN,
 };
-use crate::budget::Budgets;
 use crate::pipeline::{BookRecord, Pipeline, Staged};
-use crate::reader::ReadPolicy;
 use crate::ServiceError;
 
 /// How often pending resync requests are looked for.
 const RESYNC_CHECK_MS: Millis = 5_000;
 /// Pages applied per step at most (each is committed on its own).
 const PAGES_PER_STEP: usize = 2;
-
-/// What a sync run needs from the process: its CRM clients and budgets.
-#[derive(Clone)]
-pub struct SyncCtx {
-    pub clients: Vec<CrmClient>,
-    pub budgets: Budgets,
-    pub policy: ReadPolicy,
-}
 
 /// The run in progress.
 pub(super) struct Active {
@@ -80,7 +69,13 @@ impl Controller {
                        "records_so_far": c.records})
             })
             .collect();
-        let rx = backfill::fetch(&ctx.clients, &ctx.budgets, ctx.policy, starts);
+        let rx = backfill::fetch(
+            &ctx.clients,
+            &ctx.budgets,
+            ctx.policy,
+            ctx.bulk_threshold,
+            starts,
+        );
         self.syncing = Some(Active {
             run,
             rx,

@@ -312,6 +312,7 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
                             clients: clients.clone(),
                             budgets: budgets.clone(),
                             policy: allot_services::reader::ReadPolicy::from_writer(&cfg.writer),
+                            bulk_threshold: cfg.crm.salesforce.bulk_threshold,
                         }),
                 )
             },

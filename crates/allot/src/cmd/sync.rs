@@ -102,11 +102,15 @@ pub fn run(a: Args, vars: HashMap<String, String>) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let started = std::time::Instant::now();
+    let ctx = backfill::SyncCtx {
+        clients,
+        budgets,
+        policy: ReadPolicy::from_writer(&cfg.writer),
+        bulk_threshold: cfg.crm.salesforce.bulk_threshold,
+    };
     let done = rt.block_on(backfill::sync(
         &mut pipeline,
-        &clients,
-        &budgets,
-        &ReadPolicy::from_writer(&cfg.writer),
+        &ctx,
         &plan,
         cfg.rules.realign_rate_per_sec,
         |p| {
