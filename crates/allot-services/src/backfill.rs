@@ -175,7 +175,11 @@ pub fn targets(crm: Option<&str>, objects: &[String]) -> Result<Vec<(Crm, Object
         }
     }
     if out.is_empty() {
-        return Err(format!("nothing to sync: {objects:?} on {crm:?} (HubSpot has no leads: its leads are contacts)"));
+        let on = crm.unwrap_or("salesforce or hubspot");
+        return Err(format!(
+            "nothing to sync: no {} on {on} (HubSpot has no leads: its leads are contacts)",
+            objects.join(", ")
+        ));
     }
     Ok(out)
 }

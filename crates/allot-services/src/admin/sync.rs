@@ -120,7 +120,7 @@ mod tests {
                 (Crm::Salesforce, ObjectKind::Lead)
             ]
         );
-        assert_eq!(p.since, Some(1_764_547_200_000));
+        assert_eq!(p.since, Some(1_796_083_200_000));
         assert_eq!(plan(SyncBody::default()).unwrap().targets.len(), 5);
         for (v, want) in [
             (serde_json::json!({"crm": "dynamics"}), "crm \"dynamics\""),
@@ -129,7 +129,14 @@ mod tests {
             (serde_json::json!({"since": 1, "full": true}), "exclude"),
         ] {
             let e = plan(body(v.clone())).unwrap_err();
-            assert!(e.body.to_string().contains(want), "{v}: {}", e.body);
+            assert!(
+                e.body["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains(want),
+                "{v}: {}",
+                e.body
+            );
         }
     }
 }

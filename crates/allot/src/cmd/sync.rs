@@ -60,7 +60,10 @@ fn parse_since(text: &str) -> Result<i64, String> {
 
 /// The (crm, object) pairs `a` asks for, or what is wrong with it.
 fn targets(crm: Option<&str>, objects: &[String]) -> anyhow::Result<Vec<(Crm, ObjectKind)>> {
-    backfill::targets(crm, objects).map_err(|e| anyhow::anyhow!("--{e}"))
+    backfill::targets(crm, objects).map_err(|e| match e.starts_with("nothing") {
+        true => anyhow::anyhow!("{e}"),
+        false => anyhow::anyhow!("--{e}"),
+    })
 }
 
 pub fn run(a: Args, vars: HashMap<String, String>) -> anyhow::Result<ExitCode> {
