@@ -230,7 +230,12 @@ impl Faults {
         if !self.view.error_side.covers(crm) {
             return false;
         }
-        let rate = self.view.error_rates.get("LOST_EVENT").copied().unwrap_or(0.0);
+        let rate = self
+            .view
+            .error_rates
+            .get("LOST_EVENT")
+            .copied()
+            .unwrap_or(0.0);
         rate > 0.0 && self.rng.gen::<f64>() < rate
     }
 
