@@ -213,7 +213,7 @@ pub(crate) async fn patch_object(
         },
     );
     let events = hs_update(&mut st, object, &id, &props, &base).unwrap_or_default();
-    st.deliver_hs(events);
+    crate::writes::deliver_hs(&mut st, events);
     *st.rec.stats.records_updated.get_mut(Crm::Hubspot) += 1;
     let body = st
         .hs_records
@@ -342,7 +342,7 @@ pub(crate) async fn batch_update(
     let updated = results.len() + applied_unreported;
     *st.rec.stats.records_updated.get_mut(Crm::Hubspot) += updated as u64;
     *st.rec.stats.records_rejected.get_mut(Crm::Hubspot) += (inputs.len() - updated) as u64;
-    st.deliver_hs(events);
+    crate::writes::deliver_hs(&mut st, events);
     let mut body = json!({
         "status": "COMPLETE",
         "results": results,
