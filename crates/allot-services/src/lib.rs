@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod raw;
 pub mod reader;
+pub mod reconcile;
 pub mod sla;
 pub mod stages;
 pub mod trace;

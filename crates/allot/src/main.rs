@@ -45,6 +45,18 @@ enum Command {
     Loadgen(cmd::loadgen::Args),
     /// Read the CRM's whole book (records, owners, users) into the store; resumable.
     Sync(cmd::sync::Args),
+    /// Compare each CRM record's owner with allot's last decision; --apply re-queues the owed writes.
+    ///
+    /// Reasons: agree; changed_by_person (changed after allot's decision and
+    /// seen by allot: kept, as existing-owner protection keeps it); owed
+    /// (allot's write missing or lost); pending and failed (the write is
+    /// queued, or the writer gave up: `allot writes`); changed_unseen (allot
+    /// kept the owner and wrote nothing, the CRM changed without an event
+    /// reaching allot: left alone); undecided (never decided by allot).
+    ///
+    /// Like `allot sync` it opens the store, so run it while allot is
+    /// stopped; the writes --apply re-queues are made when allot runs again.
+    Reconcile(cmd::reconcile::Args),
     /// Decode raw CRM change events and print them as allot sees them.
     Decode(cmd::decode::Args),
     /// Generate deterministic synthetic rules or records (for benchmarks and drills).
@@ -74,6 +86,7 @@ fn main() -> ExitCode {
         Command::Gen(g) => cmd::gen::run(g),
         Command::Decode(a) => cmd::decode::run(a),
         Command::Sync(a) => cmd::sync::run(a, std::env::vars().collect()),
+        Command::Reconcile(a) => cmd::reconcile::run(a, std::env::vars().collect()),
         Command::Replay(a) => cmd::replay::run(a, std::env::vars().collect()),
         Command::State(c) => cmd::state::run(c),
         Command::Emulator(a) => cmd::emulator::run(a),

@@ -10,6 +10,7 @@ pub mod gen;
 pub mod loadgen;
 pub mod loadgen_e2e;
 pub mod realign;
+pub mod reconcile;
 pub mod remote;
 pub mod replay;
 pub mod run;
