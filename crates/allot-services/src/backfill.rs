@@ -528,7 +528,12 @@ pub fn stage_page(
         staged.batch.admin_put(SYNC, &key, json!(c));
         if c.done {
             let requested: Option<ResyncRequest> = pipeline.store().admin_get(RESYNC, &key)?;
-            if requested.is_some_and(|r| c.since.is_none_or(|s| s <= r.since)) {
+            // Only requests this run answers: made before it started, for
+            // changes it read. A later one waits for the next run.
+            let answered = |r: &ResyncRequest| {
+                r.requested_at <= c.started_at && c.since.is_none_or(|s| s <= r.since)
+            };
+            if requested.is_some_and(|r| answered(&r)) {
                 staged
                     .batch
                     .admin_put(RESYNC, &key, serde_json::Value::Null);
@@ -606,8 +611,8 @@ pub async fn sync(
                             continue;
                         }
                         let rest = records.split_off(n);
-                        let staged =
-                            stage_page(pipeline, crm, object, records, None, crate::now_ms())?;
+                        // A piece of a page to decide: the cursor comes with the last.
+                        let staged = pipeline.stage_book(records, true, crate::now_ms())?;
                         crate::pipeline::commit(&store, staged.batch, "sync").await?;
                         records = rest;
                     }

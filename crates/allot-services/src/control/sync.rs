@@ -146,6 +146,10 @@ impl Controller {
             let Some(active) = self.syncing.as_mut() else {
                 break;
             };
+            if active.held.is_some() {
+                // The held page goes first, at the pacer's rate.
+                break;
+            }
             match active.rx.try_recv() {
                 Ok(Fetched::Page {
                     crm,
@@ -203,9 +207,8 @@ impl Controller {
         if n < records.len() {
             let rest = records.split_off(n);
             let piece = std::mem::replace(records, rest);
-            return Ok(Some(backfill::stage_page(
-                p, crm, object, piece, None, now,
-            )?));
+            // A piece to decide; the cursor comes with the last one.
+            return Ok(Some(p.stage_book(piece, true, now)?));
         }
         let Some((_, _, records, cursor)) = active.held.take() else {
             return Ok(None);
