@@ -55,27 +55,7 @@ fn free_port() -> u16 {
 /// `allot emulator` posting Salesforce change events to allot's API on `api_port`.
 fn emulator(api_port: u16) -> (Proc, String) {
     let cdc = format!("http://127.0.0.1:{api_port}/webhooks/salesforce");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_allot"))
-        .args(["emulator", "--listen", "127.0.0.1:0"])
-        .args(["--salesforce-cdc-url", &cdc])
-        .current_dir(ROOT)
-        .env("ALLOT__TELEMETRY__LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("the emulator printed its address")
-            .unwrap();
-        if line.contains("listening on") {
-            let url = line.split_whitespace().find(|w| w.starts_with("http://"));
-            break url.unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
+    let (child, url) = common::emulator(&["--salesforce-cdc-url", &cdc]);
     (Proc(child), url)
 }
 

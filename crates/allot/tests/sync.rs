@@ -39,33 +39,8 @@ impl Drop for Proc {
 }
 
 fn emulator() -> (Proc, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_allot"))
-        .args([
-            "emulator",
-            "--listen",
-            "127.0.0.1:0",
-            "--generate",
-            &N.to_string(),
-        ])
-        .args(["--hubspot-calls-per-10s", &HS_LIMIT.to_string()])
-        .current_dir(ROOT)
-        .env("ALLOT__TELEMETRY__LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("the emulator printed its address")
-            .unwrap();
-        if line.contains("listening on") {
-            let url = line.split_whitespace().find(|w| w.starts_with("http://"));
-            break url.unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
+    let (n, limit) = (N.to_string(), HS_LIMIT.to_string());
+    let (child, url) = common::emulator(&["--generate", &n, "--hubspot-calls-per-10s", &limit]);
     (Proc(child), url)
 }
 

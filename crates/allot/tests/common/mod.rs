@@ -80,3 +80,30 @@ pub fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Starts `allot emulator --listen 127.0.0.1:0` with `args` from the
+/// repository root; the child and the URL it printed.
+pub fn emulator(args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_allot"))
+        .args(["emulator", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .current_dir(ROOT)
+        .env("ALLOT__TELEMETRY__LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("the emulator printed its address")
+            .unwrap();
+        if line.contains("listening on") {
+            let url = line.split_whitespace().find(|w| w.starts_with("http://"));
+            break url.unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, url)
+}
