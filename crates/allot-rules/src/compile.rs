@@ -222,7 +222,9 @@ fn build(ctx: &mut Ctx, file: RulesFile, text: &str) -> Option<RuleSet> {
         team_ix,
         territory_ix,
         index,
+        pools: Default::default(),
     };
+    rules.pools = crate::pools::Pools::build(&rules);
     let spans: Vec<usize> = file.territories.iter().map(|t| t.span().start).collect();
     for w in overlap::tie_break_overlaps(&rules) {
         let at = spans.get(w.0).map(|&s| ctx.at(s));

@@ -89,6 +89,102 @@ pub fn decide_with(
     d.finish()
 }
 
+/// Which distribution pools a decision about `record` reads, found without
+/// reading any pool's state (`accounts` is only consulted for
+/// lead-to-account). The match step keys the record to these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The pool of a named account's owner, tried first, when it may refuse
+    /// the record (caps, nobody eligible) and differs from `pool`.
+    pub named: Option<String>,
+    /// The pool that resolves the decision (the winning territory's, the
+    /// settled owner's, or the global fallback's); `None` when the decision
+    /// reads and changes no rep's state.
+    pub pool: Option<String>,
+}
+
+/// The [`Route`] of `record`: engagement run with every state-dependent
+/// check left open.
+pub fn route(rules: &RuleSet, accounts: &EngineState, record: &Record, now: Millis) -> Route {
+    let prepared = PreparedRecord::new(record, &rules.fields);
+    let found = find(rules, &prepared, record.object, Matcher::Indexed);
+    let mut d = Draft::new(rules, accounts, record, now, &found, false);
+    d.named_mode = NamedMode::Probe;
+    d.engage();
+    let pools = &rules.pools;
+    let global = || rules.fallback.as_ref().map(|o| pools.of_owner(rules, o));
+    let pool = match &d.settled {
+        Settled::Owner(owner, _) => Some(pools.of_rep(rules, owner)),
+        Settled::Territory(ti, _) => {
+            let t = d.t(*ti);
+            let mut chain = t.owner.iter().chain(t.fallback.iter()).collect::<Vec<_>>();
+            let mut cur = t.parent;
+            while let Some(c) = cur {
+                chain.extend(d.t(c).fallback.as_ref());
+                cur = d.t(c).parent;
+            }
+            chain
+                .first()
+                .map(|o| pools.of_owner(rules, o))
+                .or_else(global)
+        }
+        Settled::Nothing => global(),
+    };
+    let named = d.probed_named.take().filter(|n| Some(n) != pool.as_ref());
+    Route { named, pool }
+}
+
+/// A named account's owner trying to take a record in its own pool.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NamedTry {
+    /// The named account took it: this is the decision.
+    Took(Outcome),
+    /// It could not; the explanation line saying why (none in a lean
+    /// decision) goes to [`decide_after_named`] in the next pool.
+    Refused(Option<String>),
+}
+
+/// Decides `record` with `state` holding only the named account owner's
+/// pool: the outcome counts only when the named account took the record.
+pub fn try_named(rules: &RuleSet, state: &EngineState, record: &Record, now: Millis) -> NamedTry {
+    let prepared = PreparedRecord::new(record, &rules.fields);
+    let found = find(rules, &prepared, record.object, Matcher::Indexed);
+    let mut d = Draft::new(rules, state, record, now, &found, true);
+    d.engage();
+    match d.named_refusal.take() {
+        Some(line) => NamedTry::Refused(line),
+        None => NamedTry::Took(d.finish()),
+    }
+}
+
+/// Decides `record` as [`decide`] does, the named account having refused it
+/// in its own pool with `refusal`: exactly the decision one process holding
+/// every pool would make.
+pub fn decide_after_named(
+    rules: &RuleSet,
+    state: &EngineState,
+    record: &Record,
+    now: Millis,
+    refusal: Option<String>,
+) -> Outcome {
+    let prepared = PreparedRecord::new(record, &rules.fields);
+    let found = find(rules, &prepared, record.object, Matcher::Indexed);
+    let mut d = Draft::new(rules, state, record, now, &found, true);
+    d.named_mode = NamedMode::Refused(refusal);
+    d.engage();
+    d.finish()
+}
+
+/// How the named-account step is taken.
+enum NamedMode {
+    /// Checked against the state given (one process, or the owner's pool).
+    Evaluate,
+    /// Already refused in the owner's pool, with this explanation line.
+    Refused(Option<String>),
+    /// Routing: note the owner's pool and carry on as if refused.
+    Probe,
+}
+
 /// Where a settled owner came from.
 enum Settled {
     Owner(String, Strategy),
@@ -116,6 +212,11 @@ struct Draft<'a> {
     distribution: Option<DistributionNote>,
     fallback_reason: Option<String>,
     ops: Vec<StateOp>,
+    named_mode: NamedMode,
+    /// Set when the named-account step handed the record on (with its line).
+    named_refusal: Option<Option<String>>,
+    /// Probe mode: the pool of the named account's owner, when it may decide.
+    probed_named: Option<String>,
 }
 
 impl<'a> Draft<'a> {
@@ -172,6 +273,9 @@ impl<'a> Draft<'a> {
             distribution: None,
             fallback_reason: None,
             ops: Vec::new(),
+            named_mode: NamedMode::Evaluate,
+            named_refusal: None,
+            probed_named: None,
         }
     }
 
@@ -349,6 +453,29 @@ impl<'a> Draft<'a> {
                 || company.as_ref().is_some_and(|c| n.names.contains(c))
         });
         let Some(named) = hit else { return };
+        match std::mem::replace(&mut self.named_mode, NamedMode::Evaluate) {
+            NamedMode::Refused(line) => {
+                self.explanation.extend(line.clone());
+                self.named_mode = NamedMode::Refused(line);
+                return;
+            }
+            NamedMode::Probe => {
+                self.named_mode = NamedMode::Probe;
+                // Refusals that read no state are the same everywhere.
+                let stateless = match &named.owner {
+                    Owner::Rep(rep) => self.rules.rep(rep).is_some_and(|x| {
+                        x.ineligible(None, &EngineState::default(), self.now)
+                            .is_some()
+                    }),
+                    Owner::Team { .. } => false,
+                };
+                if !stateless {
+                    self.probed_named = Some(self.rules.pools.of_owner(self.rules, &named.owner));
+                }
+                return;
+            }
+            NamedMode::Evaluate => {}
+        }
         match &named.owner {
             Owner::Rep(rep) => {
                 if let Some(why) = self
@@ -356,11 +483,14 @@ impl<'a> Draft<'a> {
                     .rep(rep)
                     .and_then(|x| x.ineligible(None, self.state, self.now))
                 {
-                    say!(
-                        self,
-                        "named_account: \"{}\" owner {rep} is {why}; handing on",
-                        named.id
-                    );
+                    let line = self.full.then(|| {
+                        format!(
+                            "named_account: \"{}\" owner {rep} is {why}; handing on",
+                            named.id
+                        )
+                    });
+                    self.explanation.extend(line.clone());
+                    self.named_refusal = Some(line);
                     return;
                 }
                 let why = format!("named_account: \"{}\" is owned by {rep}", named.id);
@@ -379,10 +509,14 @@ impl<'a> Draft<'a> {
                         );
                         self.settle_owner(rep, Strategy::NamedAccount, why);
                     }
-                    None => self.explanation.push(format!(
-                        "named_account: \"{}\" team has nobody eligible; handing on",
-                        named.id
-                    )),
+                    None => {
+                        let line = format!(
+                            "named_account: \"{}\" team has nobody eligible; handing on",
+                            named.id
+                        );
+                        self.explanation.push(line.clone());
+                        self.named_refusal = Some(Some(line));
+                    }
                 }
             }
         }

@@ -16,11 +16,13 @@ mod model;
 pub mod normalize;
 mod overlap;
 pub mod overrides;
+pub mod pools;
 pub mod realign;
 mod reps;
 
 pub use engine::{
-    candidates, decide, decide_with, index_account, release, Detail, Matcher, Outcome,
+    candidates, decide, decide_after_named, decide_with, index_account, release, route, try_named,
+    Detail, Matcher, NamedTry, Outcome, Route,
 };
 pub use model::{
     Diagnostic, Method, NamedAccount, Owner, Rep, RuleSet, RulesError, Step, Team, Territory,

@@ -210,6 +210,7 @@ pub struct RuleSet {
     pub(crate) team_ix: HashMap<String, usize>,
     pub(crate) territory_ix: HashMap<String, usize>,
     pub(crate) index: TerritoryIndex,
+    pub(crate) pools: crate::pools::Pools,
 }
 
 impl RuleSet {
@@ -231,6 +232,11 @@ impl RuleSet {
         let mut out: BTreeSet<String> = self.fields.iter().cloned().collect();
         out.extend(["domain", "email", "website", "company"].map(String::from));
         out
+    }
+
+    /// The distribution pools of this rule set's teams and reps.
+    pub fn pools(&self) -> &crate::pools::Pools {
+        &self.pools
     }
 
     /// Every territory is indexed (`false` when some must be scanned).
