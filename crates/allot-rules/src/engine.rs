@@ -138,7 +138,7 @@ pub fn route(rules: &RuleSet, accounts: &EngineState, record: &Record, now: Mill
 #[derive(Debug, Clone, PartialEq)]
 pub enum NamedTry {
     /// The named account took it: this is the decision.
-    Took(Outcome),
+    Took(Box<Outcome>),
     /// It could not; the explanation line saying why (none in a lean
     /// decision) goes to [`decide_after_named`] in the next pool.
     Refused(Option<String>),
@@ -153,7 +153,7 @@ pub fn try_named(rules: &RuleSet, state: &EngineState, record: &Record, now: Mil
     d.engage();
     match d.named_refusal.take() {
         Some(line) => NamedTry::Refused(line),
-        None => NamedTry::Took(d.finish()),
+        None => NamedTry::Took(Box::new(d.finish())),
     }
 }
 

@@ -115,7 +115,7 @@ fn split_decide(
     let mut refusal = None;
     if let Some(named) = &rt.named {
         match try_named(rules, pools.get(named).unwrap_or(&empty), r, now) {
-            NamedTry::Took(o) => return o,
+            NamedTry::Took(o) => return *o,
             NamedTry::Refused(line) => refusal = Some(line),
         }
     }
