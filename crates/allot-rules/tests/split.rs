@@ -86,7 +86,7 @@ fn record(i: usize) -> Record {
         "country".into(),
         Value::from(countries[(i * 7 + i / 3) % countries.len()]),
     );
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         let d = domains[(i / 5) % domains.len()];
         r.fields
             .insert("email".into(), Value::from(format!("p{i}@{d}").as_str()));
