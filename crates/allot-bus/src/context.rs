@@ -29,6 +29,9 @@ impl ClientContext for TracingContext {
     }
 }
 
+/// Readers outside any group (no rebalances) use the default hooks.
+impl ConsumerContext for TracingContext {}
+
 fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, message: &str) {
     match level {
         RDKafkaLogLevel::Emerg
@@ -49,6 +52,9 @@ pub(crate) struct Shared {
     pub group: String,
     pub tracker: Mutex<OffsetTracker>,
     pub lag: Mutex<Vec<PartitionLag>>,
+    /// Counts assignments and revocations: state kept per partition is
+    /// stale once this moved.
+    pub generation: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -57,6 +63,7 @@ impl Shared {
             group: group.to_string(),
             tracker: Mutex::new(OffsetTracker::new(max_in_flight)),
             lag: Mutex::new(Vec::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -168,6 +175,9 @@ impl ConsumerContext for SourceContext {
     }
 
     fn post_rebalance(&self, base_consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.shared
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         match rebalance {
             Rebalance::Assign(tpl) => {
                 let partitions = partitions_of(tpl);

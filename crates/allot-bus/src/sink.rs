@@ -64,6 +64,46 @@ impl KafkaSink {
             .await
     }
 
+    /// Like [`KafkaSink::send`], to the given partition: for keys allot
+    /// partitions itself (distribution pools, changelog partitions).
+    pub async fn send_to(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+        payload: &[u8],
+        headers: &[(&str, &[u8])],
+    ) -> Result<(i32, i64), BusError> {
+        self.send_inner(topic, Some(partition), Some(key), Some(payload), headers)
+            .await
+    }
+
+    /// The number of partitions of `topic`, from the brokers' metadata.
+    pub async fn partitions(&self, topic: &str) -> Result<i32, BusError> {
+        let producer = self.producer.clone();
+        let name = topic.to_string();
+        let md = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&name), Duration::from_secs(10))
+        })
+        .await
+        .map_err(|e| BusError::task("metadata", &e))?
+        .map_err(|e| BusError::produce(topic, &e))?;
+        let n = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic)
+            .map_or(0, |t| t.partitions().len());
+        match i32::try_from(n) {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(BusError::Client {
+                client: "producer",
+                message: format!("topic {topic} has no partitions (does it exist?)"),
+            }),
+        }
+    }
+
     /// Sends a delivery that cannot be processed to `dlq_topic`, with its key,
     /// payload and headers unchanged, plus the [`dlq_headers`]: the error, its
     /// kind and the record's source topic, partition and offset. Ack the
@@ -125,6 +165,17 @@ impl KafkaSink {
         payload: Option<&[u8]>,
         headers: &[(&str, &[u8])],
     ) -> Result<(i32, i64), BusError> {
+        self.send_inner(topic, None, key, payload, headers).await
+    }
+
+    async fn send_inner(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+        headers: &[(&str, &[u8])],
+    ) -> Result<(i32, i64), BusError> {
         let mut owned = OwnedHeaders::new_with_capacity(headers.len());
         for (name, value) in headers {
             owned = owned.insert(Header {
@@ -133,6 +184,9 @@ impl KafkaSink {
             });
         }
         let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(owned);
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
         if let Some(key) = key {
             record = record.key(key);
         }

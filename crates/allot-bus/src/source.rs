@@ -74,7 +74,7 @@ impl Delivery {
             .map(|(_, v)| v.as_slice())
     }
 
-    fn from_message(message: &BorrowedMessage<'_>) -> Delivery {
+    pub(crate) fn from_message(message: &BorrowedMessage<'_>) -> Delivery {
         let headers = message
             .headers()
             .map(|hs| {
@@ -193,6 +193,15 @@ impl KafkaSource {
         // partition would wait for an ack that never comes.
         apply_flow(consumer, &tracker, &delivery, flow);
         Ok(delivery)
+    }
+
+    /// Moves on every rebalance of this member (partitions assigned or
+    /// revoked): a stage keeping state per partition reloads it when this
+    /// changed since it last looked.
+    pub fn generation(&self) -> u64 {
+        self.shared
+            .generation
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Marks a delivery's effects as durable; its offset becomes committable
