@@ -18,6 +18,10 @@ use allot_rules::RuleSet;
 use allot_store::{Batch, OrderKey, Store};
 use tracing::{debug, warn};
 
+mod split;
+
+pub use split::Input;
+
 use crate::hydrate::{parked_name, Hydrator, Landed, Landing, Parked, PARKED};
 use crate::metrics::Metrics;
 use crate::raw::DeadLetter;
@@ -116,6 +120,12 @@ pub struct Staged {
     pub events: usize,
     /// For each decision, the index of its owner change in `changes`.
     pub change_of: Vec<Option<usize>>,
+    /// Split mode: records matched and waiting for their pool to pick a rep.
+    pub routes: Vec<crate::stages::messages::RouteMessage>,
+    /// Split mode: load changes for reps' pools, with what caused them.
+    pub loads: Vec<(String, allot_core::StateOp)>,
+    /// Split mode: changes to the account table, for every match replica.
+    pub accounts: Vec<allot_core::StateOp>,
 }
 
 pub struct Pipeline {
@@ -129,6 +139,11 @@ pub struct Pipeline {
     hydrator: Hydrator,
     metrics: Metrics,
     local_outbox: bool,
+    /// Set in split mode (match apart from distribute).
+    split: Option<split::Split>,
+    /// What is being processed (event dedupe key, route, record): names
+    /// the load messages it causes in split mode, stably across redos.
+    cause: String,
 }
 
 type Cached = (Option<Record>, Option<OrderKey>);
@@ -171,6 +186,8 @@ impl Pipeline {
             hydrator,
             metrics,
             local_outbox: true,
+            split: None,
+            cause: String::new(),
         })
     }
 
@@ -270,6 +287,7 @@ impl Pipeline {
             .inc();
         out.events += 1;
         let key = event.dedupe_key();
+        self.cause.clone_from(&key);
         if !chunk.seen.insert(key.clone()) || self.store.seen(&key)? {
             self.metrics.deduped.inc();
             debug!(event_id = %event.event_id, "duplicate event dropped");
@@ -334,6 +352,9 @@ impl Pipeline {
             return Ok(());
         };
         let key = (event.object, id.clone());
+        if self.defer(out, &event)? {
+            return Ok(());
+        }
         let (before, applied) = match chunk.cache.get(&key) {
             Some(c) => c.clone(),
             None => match self.store.record(event.object, &id)? {
@@ -412,8 +433,7 @@ impl Pipeline {
             ChangeKind::Delete => {
                 if let Some(prev) = before.filter(|b| !b.deleted) {
                     let ops = allot_rules::release(&prev);
-                    self.state.apply(&ops);
-                    out.batch.apply_state_ops(&ops);
+                    self.effects(out, ops);
                 }
             }
             _ if record.deleted => {}
@@ -443,8 +463,7 @@ impl Pipeline {
                         });
                     }
                     ops.extend(reindex_account(before.as_ref(), &record, now));
-                    self.state.apply(&ops);
-                    out.batch.apply_state_ops(&ops);
+                    self.effects(out, ops);
                 }
             }
         }
@@ -531,6 +550,7 @@ impl Pipeline {
         let Some(p) = self.parked(&mut chunk.parked, l.object, &l.id)? else {
             return Ok(());
         };
+        self.cause = format!("land:{}/{}", l.object, l.id);
         self.unpark(out, &mut chunk.parked, l.object, &l.id);
         let key = (l.object, l.id.clone());
         let (before, applied) = match chunk.cache.get(&key) {
@@ -590,8 +610,7 @@ impl Pipeline {
                 // The CRM has no such record: a delete, now confirmed.
                 if let Some(mut prev) = before.filter(|b| !b.deleted) {
                     let ops = allot_rules::release(&prev);
-                    self.state.apply(&ops);
-                    out.batch.apply_state_ops(&ops);
+                    self.effects(out, ops);
                     prev.deleted = true;
                     self.store_landed(out, chunk, prev, applied, p.crm);
                 }
@@ -649,6 +668,7 @@ impl Pipeline {
                 continue;
             }
             let key = (b.object, b.id.clone());
+            self.cause = format!("book:{}/{}", b.object, b.id);
             let (before, applied) = match chunk.cache.get(&key) {
                 Some(c) => c.clone(),
                 None => match self.store.record(b.object, &b.id)? {
@@ -712,8 +732,7 @@ impl Pipeline {
                 // Lead-to-account finds accounts that never had an event.
                 ops.extend(reindex_account(before.as_ref(), &record, now));
                 if !ops.is_empty() {
-                    self.state.apply(&ops);
-                    out.batch.apply_state_ops(&ops);
+                    self.effects(&mut out, ops);
                 }
             }
             out.events += 1;
@@ -787,6 +806,10 @@ impl Pipeline {
         now: Millis,
         note: Option<String>,
     ) {
+        if self.split.is_some() {
+            self.route(out, record, Some(event.source), &event.event_id, now, note);
+            return;
+        }
         let outcome = allot_rules::decide(&self.rules, &self.state, record, now);
         self.state.apply(&outcome.ops);
         out.batch.apply_state_ops(&outcome.ops);

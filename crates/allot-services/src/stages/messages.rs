@@ -3,7 +3,10 @@
 //! docs/topics.md; a consumer rejects (dead-letters) a version it does not know.
 
 use allot_bus::Delivery;
-use allot_core::{ChangeEvent, Decision, Millis, OwnerChange};
+use allot_core::{
+    AccountRef, ChangeEvent, Crm, Decision, EngineState, Millis, ObjectKind, OwnerChange, Record,
+    StateOp,
+};
 use serde::{Deserialize, Serialize};
 
 /// Schema version of both messages.
@@ -42,6 +45,99 @@ pub struct DecisionMessage {
     pub received_at: Option<Millis>,
 }
 
+/// On `allot.distribute`, partitioned by distribution pool: a record to
+/// distribute, or load changes for the pool's reps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolMessage {
+    pub v: u8,
+    #[serde(flatten)]
+    pub body: PoolBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum PoolBody {
+    Route(RouteMessage),
+    Load(LoadMessage),
+}
+
+/// A record matched (merged, hydrated, engaged) and waiting for its rep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RouteMessage {
+    /// Stable across redeliveries (`event id/record id`): repeats are dropped.
+    pub id: String,
+    /// The pool this hop is addressed to.
+    pub at: String,
+    pub record: Record,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crm: Option<Crm>,
+    pub event_id: String,
+    /// The decision's time, fixed by match so a redo decides the same way.
+    pub now: Millis,
+    /// What the decision could not know, said first in its explanation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The account table's entries for the record's domain (lead-to-account).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<(String, Vec<AccountRef>)>,
+    /// The named account owner's pool, tried first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub named: Option<String>,
+    /// The pool that resolves the decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// Set once the named account refused the record in its pool: its line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<Option<String>>,
+    pub rules_version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_at: Option<Millis>,
+}
+
+/// Load changes caused outside the pool (a record closed, deleted,
+/// reassigned by a person, or moved away from one of its reps).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadMessage {
+    /// Stable across redeliveries: repeats are dropped.
+    pub id: String,
+    pub at: String,
+    pub ops: Vec<StateOp>,
+    /// What caused it, for logs.
+    pub cause: String,
+}
+
+/// On `allot.events` (schema `settled.v1`), from distribute back to match:
+/// the record's decision is made; its new owner when it changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettledMessage {
+    pub v: u8,
+    pub route_id: String,
+    pub object: ObjectKind,
+    pub record_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    pub decided_at: Millis,
+}
+
+/// On `allot.accounts` (compacted, keyed by account id): the account
+/// table every match replica reads in full.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccountMessage {
+    pub v: u8,
+    pub op: StateOp,
+}
+
+/// On `allot.distribute-state` (compacted, one record per partition of
+/// `allot.distribute`, in the same partition): the pool state of that
+/// partition as of input offset `through`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangelogMessage {
+    pub v: u8,
+    pub partition: i32,
+    pub through: i64,
+    pub state: EngineState,
+}
+
 /// Why a message cannot be read: (dead-letter kind, reason).
 pub type Rejection = (&'static str, String);
 
@@ -78,6 +174,30 @@ impl Versioned for EventMessage {
 
 impl Versioned for DecisionMessage {
     const SCHEMA: &'static str = "decision.v1";
+}
+
+impl Versioned for PoolMessage {
+    const SCHEMA: &'static str = "pool.v1";
+}
+
+impl Versioned for SettledMessage {
+    const SCHEMA: &'static str = "settled.v1";
+}
+
+impl Versioned for AccountMessage {
+    const SCHEMA: &'static str = "account.v1";
+}
+
+impl Versioned for ChangelogMessage {
+    const SCHEMA: &'static str = "changelog.v1";
+}
+
+/// The partition of `pool` in a topic of `partitions` partitions. allot
+/// partitions pool-keyed topics itself, so the changelog of a partition
+/// is found without knowing any client's partitioner.
+pub fn pool_partition(pool: &str, partitions: i32) -> i32 {
+    let n = u64::try_from(partitions.max(1)).unwrap_or(1);
+    i32::try_from(fnv(pool.as_bytes(), 3) % n).unwrap_or(0)
 }
 
 /// The trace context to pass on: the delivery's, or a fresh one derived

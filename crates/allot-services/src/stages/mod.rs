@@ -16,7 +16,9 @@
 //! by record id, with the event id and W3C trace context in headers.
 
 pub mod assign;
+pub mod distribute;
 pub mod ingest;
+pub mod matching;
 pub mod messages;
 pub mod read_model;
 pub mod write;
@@ -39,7 +41,18 @@ pub struct StageConfig {
     pub events_topic: String,
     /// Decisions with their owner changes (assign → write, api).
     pub decisions_topic: String,
+    /// Matched records and load changes, partitioned by distribution pool
+    /// (match → distribute, distribute → distribute).
+    pub distribute_topic: String,
+    /// Each distribute partition's pool state (cursors, loads, daily
+    /// counts), one record per partition, compacted.
+    pub changelog_topic: String,
+    /// The account table (lead-to-account), compacted, read in full by
+    /// every match replica.
+    pub accounts_topic: String,
     pub assign_group: String,
+    pub match_group: String,
+    pub distribute_group: String,
     pub write_group: String,
     pub api_group: String,
     /// Most deliveries per chunk (one store commit each).
@@ -53,7 +66,12 @@ impl Default for StageConfig {
         StageConfig {
             events_topic: "allot.events".into(),
             decisions_topic: "allot.decisions".into(),
+            distribute_topic: "allot.distribute".into(),
+            changelog_topic: "allot.distribute-state".into(),
+            accounts_topic: "allot.accounts".into(),
             assign_group: "allot-assign".into(),
+            match_group: "allot-match".into(),
+            distribute_group: "allot-distribute".into(),
             write_group: "allot-write".into(),
             api_group: "allot-api".into(),
             max_chunk: 256,

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use allot_bus::{KafkaSink, KafkaSource};
+use allot_bus::{KafkaSink, KafkaSource, TopicReader};
 use allot_crm::{
     CrmClient, HubSpotAuth, HubSpotClient, HubSpotConfig, SalesforceAuth, SalesforceClient,
     SalesforceConfig,
@@ -24,7 +24,9 @@ use allot_services::metrics::Metrics;
 use allot_services::pipeline::{FieldMaps, Pipeline};
 use allot_services::reader::ReadPolicy;
 use allot_services::stages::assign::AssignStage;
+use allot_services::stages::distribute::{DistributeStage, DistributeTopics};
 use allot_services::stages::ingest::IngestStage;
+use allot_services::stages::matching::{MatchStage, MatchTopics};
 use allot_services::stages::read_model::ReadModel;
 use allot_services::stages::write::WriteStage;
 use allot_services::stages::{self, ChunkStage};
@@ -44,7 +46,14 @@ pub enum Stage {
     /// Raw CRM events → decoded, deduplicated change events on `allot.events`.
     Ingest,
     /// Change events → merged records, decisions on `allot.decisions`, audit.
+    /// One replica per rule set when teams rotate or cap (split mode below scales).
     Assign,
+    /// Change events → records matched to their winning territory, sent to
+    /// their distribution pool on `allot.distribute` (split mode).
+    Match,
+    /// Matched records → the rep, picked with the pool's own rotation,
+    /// loads and caps; decisions on `allot.decisions` (split mode).
+    Distribute,
     /// Decisions → owner writes to the CRM.
     Write,
     /// Admin API, dashboard and metrics over the decisions.
@@ -56,6 +65,8 @@ impl Stage {
         match self {
             Stage::Ingest => "ingest",
             Stage::Assign => "assign",
+            Stage::Match => "match",
+            Stage::Distribute => "distribute",
             Stage::Write => "write",
             Stage::Api => "api",
         }
@@ -133,6 +144,9 @@ async fn serve(stage: Stage, cfg: AppConfig, secrets: Secrets) -> anyhow::Result
         (st.events_topic.as_str(), k.partitions),
         (st.decisions_topic.as_str(), k.partitions),
         (k.dlq_topic.as_str(), 1),
+        (st.distribute_topic.as_str(), k.partitions),
+        (st.changelog_topic.as_str(), k.partitions),
+        (st.accounts_topic.as_str(), k.partitions),
     ];
     if stage == Stage::Ingest {
         topics.extend(k.sources.iter().map(|s| (s.topic.as_str(), k.partitions)));
@@ -143,13 +157,16 @@ async fn serve(stage: Stage, cfg: AppConfig, secrets: Secrets) -> anyhow::Result
 
     let consumed = match stage {
         Stage::Ingest => k.sources.iter().map(|s| s.topic.clone()).collect(),
-        Stage::Assign => vec![st.events_topic.clone()],
+        Stage::Assign | Stage::Match => vec![st.events_topic.clone()],
+        Stage::Distribute => vec![st.distribute_topic.clone()],
         Stage::Write | Stage::Api => vec![st.decisions_topic.clone()],
     };
     let names: Vec<&str> = consumed.iter().map(String::as_str).collect();
     let group = match stage {
         Stage::Ingest => k.group_id.clone(),
         Stage::Assign => st.assign_group.clone(),
+        Stage::Match => st.match_group.clone(),
+        Stage::Distribute => st.distribute_group.clone(),
         Stage::Write => st.write_group.clone(),
         Stage::Api => api_group(&store, &st.api_group)?,
     };
@@ -172,26 +189,9 @@ async fn serve(stage: Stage, cfg: AppConfig, secrets: Secrets) -> anyhow::Result
             };
             tasks.push(spawn_stage(s, st.max_chunk, linger, &stop_rx));
         }
-        Stage::Assign => {
+        Stage::Assign | Stage::Match => {
             let rules = load_rules(&cfg, &store)?;
-            let clients = clients(&cfg, &secrets)?;
-            // This process's reads have a budget of their own: the write
-            // stage's writes are paced in another process.
-            let hydrator = match cfg.ingest.hydrate {
-                true => {
-                    let (hydrator, worker) = Hydrator::start(
-                        store.clone(),
-                        clients.clone(),
-                        Budgets::new(&clients, &cfg.writer),
-                        ReadPolicy::from_writer(&cfg.writer),
-                        cfg.crm.hydration(),
-                        metrics.clone(),
-                    );
-                    tasks.push(tokio::spawn(worker.run(stopped(&stop_rx))));
-                    hydrator
-                }
-                false => Hydrator::Off,
-            };
+            let hydrator = hydrator(&cfg, &secrets, &store, &metrics, &mut tasks, &stop_rx)?;
             let pipeline = Pipeline::new(
                 store.clone(),
                 rules,
@@ -200,14 +200,48 @@ async fn serve(stage: Stage, cfg: AppConfig, secrets: Secrets) -> anyhow::Result
                 hydrator,
                 metrics.clone(),
             )?;
-            let s = AssignStage::new(
-                pipeline,
+            if stage == Stage::Match {
+                let accounts = TopicReader::table(&k.bus_for(&group), &st.accounts_topic)
+                    .await
+                    .map_err(err)?;
+                let topics = MatchTopics {
+                    distribute: st.distribute_topic.clone(),
+                    accounts: st.accounts_topic.clone(),
+                    dlq: k.dlq_topic.clone(),
+                };
+                let s = MatchStage::start(pipeline, source, sink()?, accounts, topics).await?;
+                tasks.push(spawn_stage(s, st.max_chunk, linger, &stop_rx));
+            } else {
+                let s = AssignStage::new(
+                    pipeline,
+                    source,
+                    sink()?,
+                    &st.decisions_topic,
+                    &k.dlq_topic,
+                    Some(cfg.sla.clone()),
+                );
+                tasks.push(spawn_stage(s, st.max_chunk, linger, &stop_rx));
+            }
+        }
+        Stage::Distribute => {
+            let rules = load_rules(&cfg, &store)?;
+            let topics = DistributeTopics {
+                distribute: st.distribute_topic.clone(),
+                changelog: st.changelog_topic.clone(),
+                decisions: st.decisions_topic.clone(),
+                events: st.events_topic.clone(),
+                accounts: st.accounts_topic.clone(),
+                dlq: k.dlq_topic.clone(),
+            };
+            let s = DistributeStage::start(
+                rules,
                 source,
                 sink()?,
-                &st.decisions_topic,
-                &k.dlq_topic,
-                Some(cfg.sla.clone()),
-            );
+                k.bus_for(&group),
+                topics,
+                metrics.clone(),
+            )
+            .await?;
             tasks.push(spawn_stage(s, st.max_chunk, linger, &stop_rx));
         }
         Stage::Write => {
@@ -266,6 +300,33 @@ async fn serve(stage: Stage, cfg: AppConfig, secrets: Secrets) -> anyhow::Result
     store.flush().map_err(err)?;
     println!("allot serve {} stopped", stage.name());
     Ok(())
+}
+
+/// The hydrator of a stage that merges records: reading parked records
+/// with a budget of this process's own (the write stage's writes are paced
+/// in another process), or off when `ingest.hydrate` is.
+fn hydrator(
+    cfg: &AppConfig,
+    secrets: &Secrets,
+    store: &Arc<Store>,
+    metrics: &Metrics,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+    stop_rx: &watch::Receiver<bool>,
+) -> anyhow::Result<Hydrator> {
+    if !cfg.ingest.hydrate {
+        return Ok(Hydrator::Off);
+    }
+    let clients = clients(cfg, secrets)?;
+    let (hydrator, worker) = Hydrator::start(
+        store.clone(),
+        clients.clone(),
+        Budgets::new(&clients, &cfg.writer),
+        ReadPolicy::from_writer(&cfg.writer),
+        cfg.crm.hydration(),
+        metrics.clone(),
+    );
+    tasks.push(tokio::spawn(worker.run(stopped(stop_rx))));
+    Ok(hydrator)
 }
 
 /// The api stage's group: `<api_group>-<id of this store>`. Its read model
