@@ -196,7 +196,7 @@ impl DistributeStage {
                     debug!(record_id = %r.record.id, to = %r.at, "named account refused; on to the territory's pool");
                     out.pool.push(PoolMessage {
                         v: messages::VERSION,
-                        body: PoolBody::Route(r),
+                        body: PoolBody::Route(Box::new(r)),
                     });
                     return;
                 }
@@ -386,7 +386,7 @@ impl ChunkStage for DistributeStage {
                             if r.rules_version != self.rules.version {
                                 warn!(record_id = %r.record.id, matched = %r.rules_version, active = %self.rules.version, "matched under another rules version");
                             }
-                            self.route(d.partition, r, &mut out);
+                            self.route(d.partition, *r, &mut out);
                         }
                     }
                     PoolBody::Load(l) => {

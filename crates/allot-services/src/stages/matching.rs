@@ -132,7 +132,7 @@ impl MatchStage {
                 key,
                 encode(&PoolMessage {
                     v: messages::VERSION,
-                    body: PoolBody::Route(r),
+                    body: PoolBody::Route(Box::new(r)),
                 })?,
                 trace,
             ));

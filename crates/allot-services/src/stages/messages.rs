@@ -57,7 +57,7 @@ pub struct PoolMessage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PoolBody {
-    Route(RouteMessage),
+    Route(Box<RouteMessage>),
     Load(LoadMessage),
 }
 
