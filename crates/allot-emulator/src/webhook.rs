@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use allot_crm::hubspot::signature::{hubspot_signature_v3, SIGNATURE_HEADER, TIMESTAMP_HEADER};
+use allot_events::hubspot_signature::{hubspot_signature_v3, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 use crate::state::{now_ms, Webhook};
 

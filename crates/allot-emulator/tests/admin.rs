@@ -7,10 +7,10 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use allot_core::Crm;
-use allot_crm::hubspot::signature::{
+use allot_emulator::EmulatorOptions;
+use allot_events::hubspot_signature::{
     verify_hubspot_signature_v3, SIGNATURE_HEADER, TIMESTAMP_HEADER,
 };
-use allot_emulator::EmulatorOptions;
 use common::*;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;

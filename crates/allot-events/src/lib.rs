@@ -12,6 +12,8 @@
 //! * [`FieldMap`]: CRM field names → allot canonical names, [`domain_of`].
 //! * [`merge`]: applies an event to the last known record; [`EchoFilter`]: tells
 //!   allot's own writes coming back.
+//! * [`hubspot_signature`]: HubSpot webhook signatures (v3), signing and
+//!   checking, with the current time as an argument.
 
 #![warn(missing_docs)]
 
@@ -20,6 +22,7 @@ mod echo;
 mod error;
 mod fieldmap;
 mod hubspot;
+pub mod hubspot_signature;
 mod json;
 mod lines;
 mod merge;
@@ -36,6 +39,7 @@ pub use domain::domain_of;
 pub use echo::EchoFilter;
 pub use error::{DecodeError, EventRef, FieldMapError, ParseFormatError};
 pub use fieldmap::{FieldMap, CANONICAL, DOMAIN, OWNER};
+pub use hubspot_signature::{hubspot_signature_v3, verify_hubspot_signature_v3, SignatureError};
 pub use lines::{
     decode_file, decode_lines, layout, Broken, DecodedFile, Entry, Layout, LineResult, Piece, Shape,
 };

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use allot_crm::{verify_hubspot_signature_v3, SignatureError};
+use allot_events::{verify_hubspot_signature_v3, SignatureError};
 use allot_store::Store;
 use axum::body::Bytes;
 use axum::extract::State;

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use allot_crm::hubspot_signature_v3;
+use allot_events::hubspot_signature_v3;
 use allot_services::metrics::Metrics;
 use allot_services::raw::{RawEntry, RAW_LOG};
 use allot_services::webhooks::{router, WebhookState};

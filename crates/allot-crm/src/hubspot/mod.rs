@@ -6,8 +6,9 @@ mod client;
 mod list;
 mod read;
 pub mod request;
-pub mod signature;
 
+/// Webhook signatures (v3): kept in `allot-events`, re-exported here.
+pub use allot_events::hubspot_signature as signature;
 pub use auth::HubSpotAuth;
 pub use client::{HubSpotClient, HubSpotConfig};
 pub use list::{SEARCH_INTERVAL_MS, SEARCH_PAGE};

@@ -20,15 +20,20 @@ pub const MAX_AGE_MS: u64 = 5 * 60 * 1000;
 
 /// Why a webhook signature was refused.
 ///
-/// Kept apart from [`crate::CrmError`]: it is the answer of a pure check the
-/// webhook receiver makes, not the failure of a client call.
+/// The answer of a pure check the webhook receiver makes, not the failure of a
+/// client call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
     /// The timestamp is more than five minutes away from now.
     #[error(
         "webhook timestamp {timestamp_ms} is {age_ms} ms away from now (limit {MAX_AGE_MS} ms)"
     )]
-    Stale { timestamp_ms: u64, age_ms: u64 },
+    Stale {
+        /// The request's signing time, epoch milliseconds.
+        timestamp_ms: u64,
+        /// How far that is from now, milliseconds.
+        age_ms: u64,
+    },
     /// The signature header is not base64.
     #[error("webhook signature is not base64")]
     Malformed,
