@@ -4,13 +4,17 @@
 //! headers, and answers per-record results with retry hints. The clients
 //! retry only once, after a refused session; retrying, backoff and pacing are
 //! the writer's job, helped by the pure [`TokenBucket`] and [`Backoff`] here.
+//! Every caller of one CRM draws on that connection's [`Budget`] (over the
+//! pure [`Limiter`]), so together they stay under the CRM's limits.
 //!
 //! Each adapter is split into `auth` (tokens), `request` (pure request
 //! building and answer parsing), and `client` (sending).
 
+pub mod budget;
 mod error;
 mod http;
 pub mod hubspot;
+pub mod limiter;
 mod pacing;
 pub mod salesforce;
 
@@ -20,11 +24,13 @@ use allot_core::{Crm, Millis, ObjectKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use budget::{Budget, Budgets};
 pub use error::{CrmError, RecordError, RecordErrorKind, RecordResult};
 pub use hubspot::{
     hubspot_signature_v3, verify_hubspot_signature_v3, HubSpotAuth, HubSpotClient, HubSpotConfig,
     HubSpotOwner, HubSpotRateLimit, SignatureError,
 };
+pub use limiter::{Limiter, PauseReason, Pressure, RateConfig};
 pub use pacing::{Backoff, TokenBucket};
 pub use salesforce::{SalesforceAuth, SalesforceClient, SalesforceConfig};
 

@@ -22,12 +22,11 @@
 use std::sync::Arc;
 
 use allot_core::{Crm, Millis, ObjectKind};
-use allot_crm::{CrmClient, CrmUser};
+use allot_crm::{Budgets, CrmClient, CrmUser};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::budget::Budgets;
 use crate::pipeline::{BookRecord, FieldMaps, Pipeline, Staged};
 use crate::reader::{retrying, ReadPolicy};
 use crate::ServiceError;
@@ -458,7 +457,7 @@ pub fn fetch(
 
 /// Starts the Bulk API query job that reads `object` (modified after `since`).
 async fn start_bulk(
-    budget: &crate::budget::Budget,
+    budget: &allot_crm::Budget,
     client: &CrmClient,
     policy: &ReadPolicy,
     sf: &allot_crm::salesforce::SalesforceClient,
@@ -477,7 +476,7 @@ async fn start_bulk(
 /// The next results page of a bulk query job, once the job is complete
 /// (polled once a second, each poll under the budget).
 async fn bulk_page(
-    budget: &crate::budget::Budget,
+    budget: &allot_crm::Budget,
     client: &CrmClient,
     policy: &ReadPolicy,
     sf: &allot_crm::salesforce::SalesforceClient,

@@ -6,7 +6,7 @@
 //! plus a durable parked entry (admin table, kind [`PARKED`]), and does not
 //! decide it. The [`HydrationWorker`] reads parked records in batches
 //! (Salesforce up to 2,000 ids per call, HubSpot 100) off the ingest path,
-//! under the CRM connection's [`Budget`](crate::budget::Budget) shared with
+//! under the CRM connection's [`Budget`](allot_crm::Budget) shared with
 //! the writer, retrying with the writer's backoff. Each answer goes back to
 //! the pipeline owner ([`Pipeline::stage_hydrated`](crate::pipeline::Pipeline::stage_hydrated)),
 //! which merges it and decides. Events for a parked record merge into it
@@ -22,14 +22,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use allot_core::{Crm, Millis, ObjectKind, Value};
-use allot_crm::{CrmClient, CrmError, RecordRead};
+use allot_crm::{Budgets, CrmClient, CrmError, RecordRead};
 use allot_store::Store;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use crate::budget::Budgets;
 use crate::metrics::Metrics;
 use crate::pipeline::FieldMaps;
 use crate::reader::{retrying, ReadPolicy};

@@ -9,7 +9,6 @@
 pub mod admin;
 pub mod api;
 pub mod backfill;
-pub mod budget;
 pub mod control;
 pub mod dashboard;
 pub mod embedded;
@@ -25,7 +24,6 @@ pub mod sla;
 pub mod stages;
 pub mod trace;
 pub mod webhooks;
-pub mod writer;
 
 pub use error::ServiceError;
 

@@ -175,7 +175,7 @@ impl Metrics {
     pub fn names(&self) -> Vec<String> {
         use prometheus::core::Collector;
         use prometheus::proto::{MetricFamily, MetricType};
-        let writer = crate::writer::WriterMetrics::unprefixed();
+        let writer = allot_writer::WriterMetrics::unprefixed();
         let collectors: [&dyn Collector; 23] = [
             &self.consumed,
             &self.decoded,

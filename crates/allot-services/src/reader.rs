@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use allot_crm::{Backoff, CrmClient, CrmError};
 
-use crate::budget::Budget;
-use crate::writer::{PauseReason, WriterConfig};
+use allot_crm::{Budget, PauseReason};
+use allot_writer::WriterConfig;
 
 /// How reads are retried.
 #[derive(Debug, Clone, Copy)]

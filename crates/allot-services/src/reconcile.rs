@@ -26,11 +26,10 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use allot_core::{Crm, Millis, ObjectKind, OwnerChange};
-use allot_crm::CrmClient;
+use allot_crm::{Budgets, CrmClient};
 use allot_store::{OutboxKey, OutboxPut, OutboxState, Store};
 use serde::Serialize;
 
-use crate::budget::Budgets;
 use crate::pipeline::FieldMaps;
 use crate::reader::{retrying, ReadPolicy};
 use crate::ServiceError;

@@ -23,7 +23,7 @@ pub struct AppConfig {
     pub telemetry: TelemetryCfg,
     /// Batching, pacing and retries of owner writes (every key has a default).
     #[serde(default)]
-    pub writer: allot_services::writer::WriterConfig,
+    pub writer: allot_writer::WriterConfig,
     #[serde(default)]
     pub kafka: KafkaCfg,
     /// Re-routing of leads nobody touched after their assignment.

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use allot_services::metrics::Metrics;
-use allot_services::writer::WriterMetrics;
+use allot_writer::WriterMetrics;
 use prometheus::core::Collector;
 use prometheus::proto::MetricType;
 use promql_parser::parser::{Expr, LabelModifier, VectorSelector};

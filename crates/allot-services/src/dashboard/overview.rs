@@ -432,7 +432,7 @@ mod tests {
             .inc_by(3);
         m.decisions.with_label_values(&["fallback", "false"]).inc();
         m.dead_lettered.with_label_values(&["json"]).inc_by(2);
-        let wm = crate::writer::WriterMetrics::unprefixed();
+        let wm = allot_writer::WriterMetrics::unprefixed();
         wm.register(&m.registry).unwrap();
         wm.changes_written.with_label_values(&["hubspot"]).inc_by(4);
         wm.rate_headroom.with_label_values(&["hubspot"]).set(96);

@@ -1,5 +1,5 @@
 //! `allot serve write`: decisions from `allot.decisions` → owner changes in
-//! this process's outbox, which the [`crate::writer::Writer`] sends to the
+//! this process's outbox, which the [`allot_writer::Writer`] sends to the
 //! CRM in batches. The outbox keeps the newest `decided_at` per record, so a
 //! decision delivered twice (or an older one after a newer) is never
 //! written twice or backwards.

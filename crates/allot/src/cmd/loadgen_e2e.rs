@@ -22,8 +22,8 @@ use allot_services::metrics::Metrics;
 use allot_services::pipeline::{EchoConfig, FieldMaps, Pipeline};
 use allot_services::raw::{RawEntry, RAW_LOG};
 use allot_services::stages::{self, assign::AssignStage, ingest::IngestStage, write::WriteStage};
-use allot_services::writer::WriterConfig;
 use allot_store::Store;
+use allot_writer::WriterConfig;
 use serde_json::{Map, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
@@ -281,7 +281,7 @@ async fn drive(a: E2e) -> anyhow::Result<ExitCode> {
         rules.clone(),
         writer_cfg,
         &metrics,
-        &allot_services::budget::Budgets::default(),
+        &allot_crm::Budgets::default(),
         ready,
         stopped(&stop_rx),
     )?);

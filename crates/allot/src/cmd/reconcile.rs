@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use allot_crm::Budgets;
 use allot_services::backfill;
-use allot_services::budget::Budgets;
 use allot_services::reader::ReadPolicy;
 use allot_services::reconcile::{self, Plan, Reason, Report};
 use allot_store::Store;

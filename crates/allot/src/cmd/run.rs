@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use allot_bus::{KafkaSink, KafkaSource};
 use allot_core::Crm;
+use allot_crm::Budgets;
 use allot_crm::{
     CrmClient, HubSpotAuth, HubSpotClient, HubSpotConfig, SalesforceAuth, SalesforceClient,
     SalesforceConfig,
@@ -18,7 +19,6 @@ use allot_emulator::{Emulator, EmulatorOptions, EventSink, Seed};
 use allot_rules::RuleSet;
 use allot_services::admin::{AdminCtx, Auth};
 use allot_services::api::{self, ApiState};
-use allot_services::budget::Budgets;
 use allot_services::control::SyncCtx;
 use allot_services::control::{ControlHandle, Controller};
 use allot_services::embedded::EmbeddedIngest;

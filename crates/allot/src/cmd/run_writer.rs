@@ -5,12 +5,11 @@ use std::future::Future;
 use std::sync::Arc;
 
 use allot_core::{OwnerChange, Strategy};
-use allot_crm::CrmClient;
+use allot_crm::{Budgets, CrmClient};
 use allot_rules::{Owner, RuleSet};
-use allot_services::budget::Budgets;
 use allot_services::metrics::Metrics;
-use allot_services::writer::{Writer, WriterConfig, WriterMetrics};
 use allot_store::Store;
+use allot_writer::{Writer, WriterConfig, WriterMetrics};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tracing::{error, warn};

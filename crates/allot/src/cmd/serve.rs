@@ -12,13 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use allot_bus::{KafkaSink, KafkaSource, TopicReader};
+use allot_crm::Budgets;
 use allot_crm::{
     CrmClient, HubSpotAuth, HubSpotClient, HubSpotConfig, SalesforceAuth, SalesforceClient,
     SalesforceConfig,
 };
 use allot_emulator::EmulatorOptions;
 use allot_rules::RuleSet;
-use allot_services::budget::Budgets;
 use allot_services::hydrate::Hydrator;
 use allot_services::metrics::Metrics;
 use allot_services::pipeline::{FieldMaps, Pipeline};

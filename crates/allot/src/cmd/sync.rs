@@ -11,9 +11,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use allot_core::{Crm, ObjectKind};
+use allot_crm::Budgets;
 use allot_rules::RuleSet;
 use allot_services::backfill::{self, SyncPlan};
-use allot_services::budget::Budgets;
 use allot_services::hydrate::Hydrator;
 use allot_services::metrics::Metrics;
 use allot_services::pipeline::{FieldMaps, Pipeline};

@@ -18,7 +18,7 @@ pub struct Lane {
     pub crm: Crm,
     pub client: CrmClient,
     /// The CRM connection's request budget (shared with reads).
-    pub budget: Arc<crate::budget::Budget>,
+    pub budget: Arc<allot_crm::Budget>,
     /// Records per call: the CRM's limit or the configured override.
     pub max_batch: usize,
     pub max_concurrent: usize,

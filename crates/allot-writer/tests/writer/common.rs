@@ -12,8 +12,8 @@ use allot_crm::{
     SalesforceConfig,
 };
 use allot_emulator::{Emulator, EmulatorOptions, HsOwner, HsRecord, Seed, SfUser};
-use allot_services::writer::{Writer, WriterConfig, WriterError, WriterMetrics};
 use allot_store::{OutboxKey, Store};
+use allot_writer::{Writer, WriterConfig, WriterError, WriterMetrics};
 use serde_json::{json, Map, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Notify};

@@ -4,7 +4,7 @@
 //! 10 s window and daily cap, Salesforce's daily API requests), so the
 //! callers must draw from one pacer, or together they overrun it.
 //!
-//! A [`Budget`] wraps the writer's pure [`Limiter`] (token bucket under a
+//! A [`Budget`] wraps the pure [`Limiter`] (token bucket under a
 //! rolling-window log, pauses, adaptation to limit headers) with a lock and
 //! its own monotonic clock, so callers on different tasks agree on time.
 
@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use allot_core::Crm;
-use allot_crm::{CrmClient, LimitInfo};
 use tokio::time::Instant;
 
-use crate::writer::{Limiter, PauseReason, Pressure, RateConfig, WriterConfig};
+use crate::limiter::{Limiter, PauseReason, Pressure, RateConfig};
+use crate::{CrmClient, LimitInfo};
 
 /// Longest single sleep of [`Budget::acquire`]: a pause lifted early (or a
 /// slot freed by a lowered limit) is noticed within this.
@@ -102,6 +102,13 @@ impl Budget {
     }
 }
 
+/// Where the pacing of each CRM connection is configured (the writer's
+/// configuration).
+pub trait Rates {
+    /// The pacing configured for `crm`.
+    fn rate(&self, crm: Crm) -> &RateConfig;
+}
+
 /// The budgets of every configured CRM connection.
 #[derive(Debug, Clone, Default)]
 pub struct Budgets {
@@ -109,8 +116,8 @@ pub struct Budgets {
 }
 
 impl Budgets {
-    /// One budget per client, paced by the writer's rate configuration.
-    pub fn new(clients: &[CrmClient], config: &WriterConfig) -> Budgets {
+    /// One budget per client, paced as `config` says.
+    pub fn new(clients: &[CrmClient], config: &impl Rates) -> Budgets {
         Budgets {
             by_crm: clients
                 .iter()

@@ -3,9 +3,8 @@
 
 use std::time::Duration;
 
+use allot_crm::limiter::PauseReason;
 use allot_crm::{Backoff, CrmError, RecordErrorKind, RecordResult};
-
-use super::limiter::PauseReason;
 
 /// What happens to one record of a call.
 #[derive(Debug, Clone, PartialEq, Eq)]

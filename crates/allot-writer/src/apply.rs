@@ -1,11 +1,11 @@
 //! Settling a call: one store batch with the outcome of every record, then
 //! metrics, retries, fences, pauses and the reroute hook.
 
+use allot_crm::limiter::{PauseReason, Pressure};
 use allot_store::OutboxKey;
 
 use super::batcher::Candidate;
 use super::lane::{blocking, CallReport};
-use super::limiter::{PauseReason, Pressure};
 use super::retry::{settle, Verdict};
 use super::{Writer, WriterError};
 

@@ -8,7 +8,7 @@
 //! emulator's 100 calls per 10 s, the writer configured for that tier (it
 //! uses 90 % of it): steady state, more offered than allowed.
 //!
-//! Run: `cargo bench -p allot-services --bench writer`
+//! Run: `cargo bench -p allot-writer --bench writer`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/writer/common.rs"]
@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use allot_core::{Crm, OwnerChange};
 use allot_emulator::{EmulatorOptions, FaultPatch};
-use allot_services::writer::WriterConfig;
 use allot_store::Store;
+use allot_writer::WriterConfig;
 use writer_common::*;
 
 const SF_CHANGES: usize = 20_000;

@@ -8,7 +8,8 @@
 //! back; the loop settles the answer in one store batch: done (plus the echo
 //! ledger), failed (with the CRM's message), or retried.
 //!
-//! **Pacing** ([`limiter`]): per CRM, a token bucket (at most `burst` calls
+//! **Pacing** ([`allot_crm::limiter`], through the CRM connection's
+//! [`Budget`]): per CRM, a token bucket (at most `burst` calls
 //! back to back, refilled at the configured rate) under a log of send times
 //! that never lets more than `calls_per_10s × utilisation` calls into any
 //! rolling 10 s window. The CRM's headers adapt it: a smaller HubSpot limit
@@ -51,9 +52,6 @@ mod book;
 mod config;
 mod error;
 mod lane;
-mod limiter;
-
-pub use limiter::{Limiter, PauseReason, Pressure};
 mod metrics;
 mod retry;
 
@@ -62,14 +60,15 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use allot_core::Crm;
-use allot_crm::{Backoff, CrmClient};
+use allot_core::{Crm, Millis};
+use allot_crm::{Backoff, Budget, Budgets, CrmClient};
 use allot_store::Store;
 use tokio::sync::Notify;
 use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
 
-pub use config::{RateConfig, WriterConfig};
+pub use allot_crm::limiter::{Limiter, PauseReason, Pressure, RateConfig};
+pub use config::WriterConfig;
 pub use error::WriterError;
 pub use metrics::WriterMetrics;
 
@@ -131,7 +130,7 @@ impl Writer {
                 .set(0);
             lanes.push(Lane {
                 crm,
-                budget: crate::budget::Budget::new(crm, rate),
+                budget: Budget::new(crm, rate),
                 max_batch: config
                     .max_batch
                     .map_or(client.max_batch(), |m| m.min(client.max_batch())),
@@ -177,7 +176,7 @@ impl Writer {
 
     /// Draws on `budgets` instead of budgets of its own, so reads made
     /// elsewhere (hydration, backfill) and these writes share each CRM's limit.
-    pub fn share_budgets(mut self, budgets: &crate::budget::Budgets) -> Writer {
+    pub fn share_budgets(mut self, budgets: &Budgets) -> Writer {
         for lane in &mut self.lanes {
             if let Some(b) = budgets.get(lane.crm) {
                 lane.budget = b;
@@ -323,7 +322,7 @@ impl Writer {
                 lane.client.clone(),
                 batch,
                 reads,
-                crate::now_ms(),
+                now_ms(),
             );
             let handle = self.calls.spawn(task);
             self.tasks.insert(handle.id(), (lane.crm, items));
@@ -374,4 +373,11 @@ impl Writer {
     fn now(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
+}
+
+/// The wall clock, epoch milliseconds (the store's in-flight and done marks).
+fn now_ms() -> Millis {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| {
+        Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+    })
 }

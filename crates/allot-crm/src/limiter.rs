@@ -13,9 +13,9 @@
 use std::collections::VecDeque;
 
 use allot_core::Crm;
-use allot_crm::{LimitInfo, TokenBucket};
+use serde::{Deserialize, Serialize};
 
-use super::config::RateConfig;
+use crate::{LimitInfo, TokenBucket};
 
 /// The rolling window both HubSpot and the limiter count calls in.
 pub const WINDOW_MS: u64 = 10_000;
@@ -25,6 +25,75 @@ pub const WINDOW_MS: u64 = 10_000;
 const GUARD_MS: u64 = 100;
 /// HubSpot: below this many calls left in the window, slow down.
 const RESERVE: u64 = 2;
+
+/// Pacing of one CRM's calls.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateConfig {
+    /// Calls allowed per rolling 10 s (HubSpot: 100 Free/Starter, 190
+    /// Professional/Enterprise; Salesforce has no such limit: a ceiling).
+    pub calls_per_10s: u32,
+    /// Fraction of `calls_per_10s` actually used: headroom for other
+    /// clients of the same account and for clock skew.
+    pub utilisation: f64,
+    /// Calls that may go back to back; `calls_per_10s / 10` when absent.
+    pub burst: Option<u32>,
+    /// Calls to this CRM in flight at once.
+    pub max_concurrent_calls: usize,
+    /// Stop (as if the quota were spent) once this fraction of the daily
+    /// quota the CRM reports is used, leaving the rest to people and other
+    /// integrations.
+    pub daily_stop_fraction: f64,
+}
+
+impl RateConfig {
+    /// Defaults for `crm`: Salesforce 200 calls per 10 s, 2 at once;
+    /// HubSpot the Free/Starter tier (100), one at a time.
+    pub fn for_crm(crm: Crm) -> RateConfig {
+        let (calls_per_10s, max_concurrent_calls) = match crm {
+            Crm::Hubspot => (100, 1),
+            _ => (200, 2),
+        };
+        RateConfig {
+            calls_per_10s,
+            utilisation: 0.9,
+            burst: None,
+            max_concurrent_calls,
+            daily_stop_fraction: 0.98,
+        }
+    }
+
+    /// Calls per 10 s actually used (at least one).
+    pub fn effective_per_10s(&self) -> u32 {
+        ((f64::from(self.calls_per_10s) * self.utilisation).floor() as u32).max(1)
+    }
+
+    /// Adds every problem with this configuration to `out`, each prefixed
+    /// with `name`.
+    pub fn problems(&self, name: &str, out: &mut Vec<String>) {
+        if self.calls_per_10s == 0 {
+            out.push(format!("{name}.calls_per_10s must be at least 1"));
+        }
+        if !(self.utilisation > 0.0 && self.utilisation <= 1.0) {
+            out.push(format!("{name}.utilisation must be in (0, 1]"));
+        }
+        if self.burst == Some(0) {
+            out.push(format!("{name}.burst must be at least 1"));
+        }
+        if self.max_concurrent_calls == 0 {
+            out.push(format!("{name}.max_concurrent_calls must be at least 1"));
+        }
+        if !(self.daily_stop_fraction > 0.0 && self.daily_stop_fraction <= 1.0) {
+            out.push(format!("{name}.daily_stop_fraction must be in (0, 1]"));
+        }
+    }
+}
+
+impl Default for RateConfig {
+    fn default() -> Self {
+        RateConfig::for_crm(Crm::Salesforce)
+    }
+}
 
 /// Why a CRM is not being written to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,7 +277,7 @@ fn bucket(per_10s: u32, burst: Option<u32>, now: u64) -> TokenBucket {
 
 #[cfg(test)]
 mod tests {
-    use allot_crm::HubSpotRateLimit;
+    use crate::HubSpotRateLimit;
 
     use super::*;
 

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use super::common::*;
 use allot_core::{Crm, ObjectKind};
 use allot_emulator::{EmulatorOptions, FaultPatch, Storm};
-use allot_services::writer::WriterConfig;
 use allot_store::{OutboxKey, OutboxState};
+use allot_writer::WriterConfig;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_fill_to_each_crm_limit() {

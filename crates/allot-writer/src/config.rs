@@ -1,6 +1,8 @@
 //! The writer's configuration: serde with defaults, checked by `validate`.
 
 use allot_core::{Crm, OwnerChange};
+use allot_crm::budget::Rates;
+use allot_crm::limiter::RateConfig;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -50,73 +52,6 @@ pub struct WriterConfig {
     /// can decide again through the fallback.
     #[serde(skip)]
     pub reroute: Option<UnboundedSender<OwnerChange>>,
-}
-
-/// Pacing of one CRM's calls.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RateConfig {
-    /// Calls allowed per rolling 10 s (HubSpot: 100 Free/Starter, 190
-    /// Professional/Enterprise; Salesforce has no such limit: a ceiling).
-    pub calls_per_10s: u32,
-    /// Fraction of `calls_per_10s` actually used: headroom for other
-    /// clients of the same account and for clock skew.
-    pub utilisation: f64,
-    /// Calls that may go back to back; `calls_per_10s / 10` when absent.
-    pub burst: Option<u32>,
-    /// Calls to this CRM in flight at once.
-    pub max_concurrent_calls: usize,
-    /// Stop (as if the quota were spent) once this fraction of the daily
-    /// quota the CRM reports is used, leaving the rest to people and other
-    /// integrations.
-    pub daily_stop_fraction: f64,
-}
-
-impl RateConfig {
-    /// Defaults for `crm`: Salesforce 200 calls per 10 s, 2 at once;
-    /// HubSpot the Free/Starter tier (100), one at a time.
-    pub fn for_crm(crm: Crm) -> RateConfig {
-        let (calls_per_10s, max_concurrent_calls) = match crm {
-            Crm::Hubspot => (100, 1),
-            _ => (200, 2),
-        };
-        RateConfig {
-            calls_per_10s,
-            utilisation: 0.9,
-            burst: None,
-            max_concurrent_calls,
-            daily_stop_fraction: 0.98,
-        }
-    }
-
-    /// Calls per 10 s actually used (at least one).
-    pub fn effective_per_10s(&self) -> u32 {
-        ((f64::from(self.calls_per_10s) * self.utilisation).floor() as u32).max(1)
-    }
-
-    fn problems(&self, name: &str, out: &mut Vec<String>) {
-        if self.calls_per_10s == 0 {
-            out.push(format!("{name}.calls_per_10s must be at least 1"));
-        }
-        if !(self.utilisation > 0.0 && self.utilisation <= 1.0) {
-            out.push(format!("{name}.utilisation must be in (0, 1]"));
-        }
-        if self.burst == Some(0) {
-            out.push(format!("{name}.burst must be at least 1"));
-        }
-        if self.max_concurrent_calls == 0 {
-            out.push(format!("{name}.max_concurrent_calls must be at least 1"));
-        }
-        if !(self.daily_stop_fraction > 0.0 && self.daily_stop_fraction <= 1.0) {
-            out.push(format!("{name}.daily_stop_fraction must be in (0, 1]"));
-        }
-    }
-}
-
-impl Default for RateConfig {
-    fn default() -> Self {
-        RateConfig::for_crm(Crm::Salesforce)
-    }
 }
 
 impl Default for WriterConfig {
@@ -172,6 +107,13 @@ impl WriterConfig {
             Crm::Hubspot => &self.hubspot,
             _ => &self.salesforce,
         }
+    }
+}
+
+/// The writer's pacing is every CRM connection's budget.
+impl Rates for WriterConfig {
+    fn rate(&self, crm: Crm) -> &RateConfig {
+        WriterConfig::rate(self, crm)
     }
 }
 

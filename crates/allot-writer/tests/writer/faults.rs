@@ -8,8 +8,8 @@ use std::time::Duration;
 use super::common::*;
 use allot_core::{Crm, ObjectKind};
 use allot_emulator::{EmulatorOptions, FaultPatch};
-use allot_services::writer::WriterConfig;
 use allot_store::{OutboxKey, OutboxState};
+use allot_writer::WriterConfig;
 use tokio::sync::mpsc::unbounded_channel;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
