@@ -232,7 +232,7 @@ impl Pipeline {
         for p in payloads {
             let decoded = decode(&p.body, p.format);
             for e in decoded.errors {
-                warn!(name: "allot.dead_letter", source = %p.source, kind = e.kind(), error = %e, "undecodable event");
+                warn!(event = "allot.dead_letter", source = %p.source, kind = e.kind(), error = %e, "undecodable event");
                 self.dead(&mut out, e.kind(), e.to_string(), p, now);
             }
             for event in decoded.events {
@@ -382,7 +382,7 @@ impl Pipeline {
         let echo = self.is_echo(&event, &record, now)?;
         if echo {
             self.metrics.echoes.inc();
-            debug!(name: "allot.echo_dropped", event_id = %event.event_id, record_id = %id, "own write came back");
+            debug!(event = "allot.echo_dropped", event_id = %event.event_id, record_id = %id, "own write came back");
         }
         let serves = self.hydrator.serves(event.source);
         let parked = match serves {
@@ -501,7 +501,7 @@ impl Pipeline {
             out.batch
                 .admin_put(PARKED, &parked_name(p.object, &p.id), value);
         }
-        debug!(name: "allot.hydration.parked", event_id = %p.event_id, record_id = %p.id, "record parked until read");
+        debug!(event = "allot.hydration.parked", event_id = %p.event_id, record_id = %p.id, "record parked until read");
         staged.insert((p.object, p.id.clone()), Some(p));
         self.hydrator.poke();
     }
@@ -583,7 +583,7 @@ impl Pipeline {
         };
         let (mut record, note) = match l.landing {
             Landing::Found(values) => {
-                debug!(name: "allot.hydration.landed", event_id = %p.event_id, record_id = %l.id, "read landed");
+                debug!(event = "allot.hydration.landed", event_id = %p.event_id, record_id = %l.id, "read landed");
                 // Fields events set after the read was sent are newer than it.
                 let fields: BTreeMap<String, allot_core::Value> = values
                     .into_iter()
@@ -616,7 +616,7 @@ impl Pipeline {
                     prev.deleted = true;
                     self.store_landed(out, chunk, prev, applied, p.crm);
                 }
-                debug!(name: "allot.hydration.landed", record_id = %l.id, "parked record is gone from the crm");
+                debug!(event = "allot.hydration.landed", record_id = %l.id, "parked record is gone from the crm");
                 return Ok(());
             }
             Landing::Failed(reason) => {
@@ -628,7 +628,7 @@ impl Pipeline {
                     "hydration failed after {}: {reason}; decided on the fields events carried",
                     minutes(now - p.since)
                 );
-                warn!(name: "allot.hydration.failed", record_id = %l.id, event_id = %p.event_id, reason = %reason, "hydration deadline passed, deciding on what is known");
+                warn!(event = "allot.hydration.failed", record_id = %l.id, event_id = %p.event_id, reason = %reason, "hydration deadline passed, deciding on what is known");
                 if !p.decide || record.deleted {
                     self.store_landed(out, chunk, record, applied, p.crm);
                     return Ok(());
@@ -820,7 +820,7 @@ impl Pipeline {
             d.explanation.insert(0, note.clone());
             d.warnings.push(note);
         }
-        debug!(name: "allot.decision", event_id = %event.event_id, record_id = %record.id, owner = ?d.owner, strategy = d.strategy.as_str(), "decided");
+        debug!(event = "allot.decision", event_id = %event.event_id, record_id = %record.id, owner = ?d.owner, strategy = d.strategy.as_str(), "decided");
         self.stage_decision(out, record, d, Some(event.source), &event.event_id, now);
     }
 

@@ -249,7 +249,7 @@ impl DistributeStage {
             owner: change.as_ref().map(|c| c.owner.clone()),
             decided_at: d.decided_at,
         });
-        debug!(name: "allot.decision", record_id = %d.record_id, owner = ?d.owner, pool = %r.at, "distributed");
+        debug!(event = "allot.decision", record_id = %d.record_id, owner = ?d.owner, pool = %r.at, "distributed");
         out.decisions.push(DecisionMessage {
             v: messages::VERSION,
             decision: d,

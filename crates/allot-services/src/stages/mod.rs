@@ -186,7 +186,7 @@ pub async fn dead_letter(
     kind: &str,
     reason: &str,
 ) -> Result<(), ServiceError> {
-    warn!(name: "allot.dead_letter", source = %position(d), kind, reason, "dead-lettered");
+    warn!(event = "allot.dead_letter", source = %position(d), kind, reason, "dead-lettered");
     metrics.dead_lettered.with_label_values(&[kind]).inc();
     sink.dead_letter(dlq, d, kind, reason)
         .await
