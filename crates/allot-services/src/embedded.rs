@@ -1,6 +1,11 @@
 //! The single-process ingest loop over the embedded durable log: read a
 //! chunk from the committed position, stage it through the pipeline, commit
 //! the effects, dead letters and the new position in one batch.
+//!
+//! Traces: a span `ingest` per chunk (its entries, events, decisions and
+//! dead letters; the pipeline's named events inside it), and per decision
+//! a span `assign` (its record), in the event's trace as in `allot serve`
+//! when the decision changed an owner.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,7 +14,7 @@ use std::time::{Duration, Instant};
 use allot_events::Format;
 use allot_store::Store;
 use tokio::sync::Notify;
-use tracing::info;
+use tracing::{info, Instrument};
 
 use crate::control::{Controller, Envelope};
 use crate::pipeline::{Payload, Pipeline, Staged};
@@ -128,6 +133,7 @@ impl EmbeddedIngest {
         if staged.batch.is_empty() {
             return Ok(0);
         }
+        decision_spans(&staged);
         let n = staged.decisions.len();
         let changed = !staged.changes.is_empty();
         crate::pipeline::commit(&self.store, staged.batch, "hydrate").await?;
@@ -240,6 +246,15 @@ impl EmbeddedIngest {
         };
         let started = Instant::now();
         let now = crate::now_ms();
+        let span = tracing::info_span!(
+            "chunk",
+            otel.name = "ingest",
+            stage = "ingest",
+            entries = entries.len(),
+            events = tracing::field::Empty,
+            decisions = tracing::field::Empty,
+            dead = tracing::field::Empty,
+        );
         let mut bad = Vec::new();
         let payloads: Vec<Payload> = entries
             .iter()
@@ -266,6 +281,12 @@ impl EmbeddedIngest {
                 }
             })
             .collect();
+        let staged = self
+            .pipeline
+            .stage(&payloads, now)
+            .instrument(span.clone())
+            .await?;
+        span.in_scope(|| decision_spans(&staged));
         let Staged {
             mut batch,
             decisions,
@@ -273,15 +294,20 @@ impl EmbeddedIngest {
             mut dead,
             events,
             ..
-        } = self.pipeline.stage(&payloads, now).await?;
+        } = staged;
         dead.extend(bad);
+        span.record("events", events);
+        span.record("decisions", decisions.len());
+        span.record("dead", dead.len());
         for d in &dead {
             if let Ok(bytes) = serde_json::to_vec(d) {
                 batch.log_append(DLQ_LOG, &bytes);
             }
         }
         batch.log_commit(RAW_LOG, INGEST_GROUP, last + 1);
-        crate::pipeline::commit(&self.store, batch, "ingest").await?;
+        crate::pipeline::commit(&self.store, batch, "ingest")
+            .instrument(span)
+            .await?;
         if !changes.is_empty() {
             self.outbox_ready.notify_one();
         }
@@ -304,5 +330,33 @@ impl EmbeddedIngest {
         m.batch_seconds
             .with_label_values(&["ingest"])
             .observe(started.elapsed().as_secs_f64());
+    }
+}
+
+/// A span `assign` per decision staged: in the event's trace (the one
+/// `allot serve` gives it) when the decision changed an owner, else in the
+/// current span.
+fn decision_spans(staged: &Staged) {
+    for (i, d) in staged.decisions.iter().enumerate() {
+        let change = staged
+            .change_of
+            .get(i)
+            .copied()
+            .flatten()
+            .and_then(|c| staged.changes.get(c));
+        match change {
+            Some(c) => drop(crate::trace::event_span(
+                "assign",
+                None,
+                &c.event_id,
+                &d.record_id,
+            )),
+            None => drop(tracing::info_span!(
+                "event",
+                otel.name = "assign",
+                stage = "assign",
+                record_id = %d.record_id
+            )),
+        }
     }
 }

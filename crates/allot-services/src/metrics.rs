@@ -1,5 +1,13 @@
 //! Prometheus metrics of the stages: `allot_<stage>_<name>_<unit>_total`,
-//! a small fixed set of labels, never a record id.
+//! a small fixed set of labels, never a record id nor a territory id (a
+//! rule set may hold 100,000 territories: one series each is too many).
+//! Every label takes values from a closed set: CRMs, objects, strategies,
+//! error kinds, outcomes, stages, sources and partitions from the
+//! configuration. Decisions per territory are counted in memory instead
+//! ([`TerritoryCounts`]), and only the busiest reach the dashboard.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -35,8 +43,9 @@ pub struct Metrics {
     pub hydration_read_records: IntCounterVec,
     /// Decisions, by the strategy that settled them and whether the owner changed.
     pub decisions: IntCounterVec,
-    /// Decisions by winning territory (bounded by the rule set's size).
-    pub decisions_by_territory: IntCounterVec,
+    /// Decisions by winning territory, in memory: not exported to
+    /// Prometheus; the dashboard shows the busiest ([`TerritoryCounts::top`]).
+    pub decisions_by_territory: TerritoryCounts,
     /// Events not yet consumed, per source and partition.
     pub lag: IntGaugeVec,
     /// Time to process and commit one batch, by stage.
@@ -135,11 +144,7 @@ impl Metrics {
                 "decisions made",
                 &["strategy", "changed"],
             ),
-            decisions_by_territory: counter(
-                "assign_decisions_by_territory_total",
-                "decisions per winning territory",
-                &["territory"],
-            ),
+            decisions_by_territory: TerritoryCounts::default(),
             lag,
             batch_seconds,
             registry,
@@ -176,7 +181,7 @@ impl Metrics {
         use prometheus::core::Collector;
         use prometheus::proto::{MetricFamily, MetricType};
         let writer = allot_writer::WriterMetrics::unprefixed();
-        let collectors: [&dyn Collector; 23] = [
+        let collectors: [&dyn Collector; 22] = [
             &self.consumed,
             &self.decoded,
             &self.deduped,
@@ -189,7 +194,6 @@ impl Metrics {
             &self.hydration_reads,
             &self.hydration_read_records,
             &self.decisions,
-            &self.decisions_by_territory,
             &self.lag,
             &self.batch_seconds,
             &writer.changes_written,
@@ -228,5 +232,171 @@ impl Metrics {
         names.sort();
         names.dedup();
         names
+    }
+}
+
+/// Territories whose decisions are counted one by one; past that, the
+/// least counted is replaced (space-saving), so counts are exact while a
+/// process has seen at most this many territories, and any territory with
+/// more than 1/`TERRITORIES_TRACKED` of the decisions is always kept.
+pub const TERRITORIES_TRACKED: usize = 256;
+/// Territories [`TerritoryCounts::top`] names by default; the rest are
+/// summed under [`OTHER_TERRITORIES`].
+pub const TERRITORIES_SHOWN: usize = 20;
+/// The sum of the territories not shown.
+pub const OTHER_TERRITORIES: &str = "(other)";
+
+/// Decisions per winning territory, kept in memory with at most
+/// [`TERRITORIES_TRACKED`] entries whatever the rule set's size. Clones
+/// share the counts.
+#[derive(Clone, Default)]
+pub struct TerritoryCounts {
+    inner: Arc<Mutex<Tracked>>,
+}
+
+#[derive(Default)]
+struct Tracked {
+    counts: HashMap<String, u64>,
+    total: u64,
+}
+
+/// One territory of [`TerritoryCounts`], to count a decision with
+/// [`TerritoryCount::inc`].
+pub struct TerritoryCount<'a> {
+    counts: &'a TerritoryCounts,
+    territory: &'a str,
+}
+
+impl TerritoryCount<'_> {
+    pub fn inc(&self) {
+        self.counts.add(self.territory, 1);
+    }
+}
+
+impl TerritoryCounts {
+    /// The territory `labels[0]` (the call shape of a labelled counter).
+    pub fn with_label_values<'a>(&'a self, labels: &[&'a str]) -> TerritoryCount<'a> {
+        TerritoryCount {
+            counts: self,
+            territory: labels.first().copied().unwrap_or("(none)"),
+        }
+    }
+
+    /// Counts `n` decisions won by `territory`.
+    pub fn add(&self, territory: &str, n: u64) {
+        let mut t = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        t.total += n;
+        if let Some(c) = t.counts.get_mut(territory) {
+            *c += n;
+            return;
+        }
+        let mut start = 0;
+        if t.counts.len() >= TERRITORIES_TRACKED {
+            // Space-saving: the newcomer takes the place (and the count) of
+            // the least counted, so the counts still sum to the total.
+            let least = t
+                .counts
+                .iter()
+                .min_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
+                .map(|(k, v)| (k.clone(), *v));
+            if let Some((k, v)) = least {
+                t.counts.remove(&k);
+                start = v;
+            }
+        }
+        t.counts.insert(territory.to_string(), start + n);
+    }
+
+    /// Decisions counted, whatever their territory.
+    pub fn total(&self) -> u64 {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .total
+    }
+
+    /// The `n` territories with the most decisions (ties by name), and the
+    /// decisions of all the others under [`OTHER_TERRITORIES`] when any.
+    pub fn top(&self, n: usize) -> std::collections::BTreeMap<String, u64> {
+        let t = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut all: Vec<(&String, &u64)> = t.counts.iter().collect();
+        all.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        let mut out: std::collections::BTreeMap<String, u64> = all
+            .into_iter()
+            .take(n)
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        let shown: u64 = out.values().sum();
+        if t.total > shown {
+            *out.entry(OTHER_TERRITORIES.to_string()).or_default() += t.total - shown;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn territories_are_not_prometheus_series() {
+        let m = Metrics::new();
+        for i in 0..1000 {
+            m.decisions_by_territory
+                .with_label_values(&[&format!("t{i}")])
+                .inc();
+        }
+        let text = m.render();
+        assert!(!text.contains("territory"), "{text}");
+        assert!(!m.names().iter().any(|n| n.contains("territory")));
+    }
+
+    #[test]
+    fn territory_counts_are_capped_and_keep_the_busiest() {
+        let c = TerritoryCounts::default();
+        // Three busy territories among 100,000 that win one decision each.
+        for i in 0..100_000u64 {
+            c.add(&format!("t{i}"), 1);
+            if i % 10 == 0 {
+                c.add("busy-a", 3);
+                c.add("busy-b", 2);
+                c.add("busy-c", 1);
+            }
+        }
+        assert!(c.inner.lock().unwrap().counts.len() <= TERRITORIES_TRACKED);
+        let total = 100_000 + 10_000 * 6;
+        assert_eq!(c.total(), total);
+        let top = c.top(TERRITORIES_SHOWN);
+        assert_eq!(top.len(), TERRITORIES_SHOWN + 1, "{top:?}");
+        assert_eq!(top.values().sum::<u64>(), total);
+        assert!(top[OTHER_TERRITORIES] > 0);
+        let mut busiest: Vec<(&String, &u64)> = top.iter().collect();
+        busiest.sort_by(|a, b| b.1.cmp(a.1));
+        let names: Vec<&str> = busiest.iter().take(4).map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["(other)", "busy-a", "busy-b", "busy-c"]);
+        // The busiest are counted at least as often as they won (an
+        // estimate from above once the territories outnumber the cap).
+        assert!(top["busy-a"] >= 30_000 && top["busy-b"] >= 20_000);
+    }
+
+    #[test]
+    fn territory_counts_are_exact_below_the_cap() {
+        let c = TerritoryCounts::default();
+        let shared = c.clone();
+        for (t, n) in [("sf-na", 4), ("(none)", 1), ("emea", 2)] {
+            shared.add(t, n);
+        }
+        c.with_label_values(&["emea"]).inc();
+        let top = c.top(2);
+        assert_eq!(
+            top.into_iter().collect::<Vec<_>>(),
+            [
+                ("(other)".to_string(), 1),
+                ("emea".to_string(), 3),
+                ("sf-na".to_string(), 4)
+            ]
+        );
+        assert_eq!(c.top(10).len(), 3);
     }
 }

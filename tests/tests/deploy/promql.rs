@@ -16,7 +16,7 @@ use super::root;
 pub(super) fn exported() -> BTreeMap<String, BTreeSet<String>> {
     let m = Metrics::new();
     let w = WriterMetrics::unprefixed();
-    let collectors: [&dyn Collector; 23] = [
+    let collectors: [&dyn Collector; 22] = [
         &m.consumed,
         &m.decoded,
         &m.deduped,
@@ -29,7 +29,6 @@ pub(super) fn exported() -> BTreeMap<String, BTreeSet<String>> {
         &m.hydration_reads,
         &m.hydration_read_records,
         &m.decisions,
-        &m.decisions_by_territory,
         &m.lag,
         &m.batch_seconds,
         &w.changes_written,
@@ -216,6 +215,8 @@ pub(super) fn code_literals() -> BTreeSet<String> {
     let mut dirs = vec![
         root().join("crates/allot-services/src"),
         root().join("crates/allot-core/src"),
+        root().join("crates/allot-writer/src"),
+        root().join("crates/allot-crm/src"),
     ];
     while let Some(d) = dirs.pop() {
         for e in std::fs::read_dir(&d).unwrap() {

@@ -11,7 +11,7 @@
   const POLL_MS = 2000;
   const RECENT_LIMIT = 25;
   const HISTORY = 60;
-  const TOP_TERRITORIES = 12;
+  const TOP_TERRITORIES = 21; // the API's busiest 20, and (other)
   const TOKEN_KEY = 'allot.api-token';
   const SVG_NS = 'http://www.w3.org/2000/svg';
 
@@ -328,7 +328,7 @@
     }));
     fill('territories',
       rows.length ? barChart(rows, { label: 'decisions by territory', labelWidth: 130, width: 420 }) : el('p', { class: 'empty' }, 'no decisions yet'),
-      all.length > TOP_TERRITORIES ? el('p', { class: 'note' }, `${all.length - TOP_TERRITORIES} more territories; the busiest ${TOP_TERRITORIES} shown`) : null);
+      o.decisions.by_territory['(other)'] ? el('p', { class: 'note' }, 'the busiest territories shown; (other) sums the rest') : null);
   }
 
   function renderErrors(o) {

@@ -50,6 +50,9 @@
 //! }
 //! ```
 //!
+//! `by_territory` names the busiest territories (at most
+//! [`TERRITORIES_SHOWN`]) and sums the others under `"(other)"`: counted in
+//! this process's memory, not from a Prometheus series per territory.
 //! `conflicts_resolved` counts decisions in which several territories
 //! matched and the engine had to choose (strategies `most_specific`,
 //! `priority`, `tie_break`). `rate_headroom` is the writer's gauge of calls
@@ -72,7 +75,7 @@ use serde::Serialize;
 
 use super::families::{Families, Latency};
 use super::roster::RepInfo;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TERRITORIES_SHOWN};
 use crate::raw::DLQ_LOG;
 
 /// Most outbox entries read per poll to count the backlog.
@@ -206,7 +209,7 @@ pub fn build(
         v: 1,
         generated_at: now,
         ingest: ingest(&f),
-        decisions: decisions(&f),
+        decisions: decisions(&f, metrics),
         dlq: Dlq {
             dead_lettered: f.counter_by("allot_ingest_dead_lettered_total", "kind"),
             dead_lettered_total: f.counter("allot_ingest_dead_lettered_total"),
@@ -257,7 +260,7 @@ fn ingest(f: &Families) -> Ingest {
     }
 }
 
-fn decisions(f: &Families) -> Decisions {
+fn decisions(f: &Families, metrics: &Metrics) -> Decisions {
     const NAME: &str = "allot_assign_decisions_total";
     let by_strategy = f.counter_by(NAME, "strategy");
     let count = |s: Strategy| by_strategy.get(s.as_str()).copied().unwrap_or(0);
@@ -271,7 +274,7 @@ fn decisions(f: &Families) -> Decisions {
         conflicts_resolved: CONFLICT_STRATEGIES.into_iter().map(count).sum(),
         fallback: count(Strategy::Fallback),
         unassigned: count(Strategy::Unassigned),
-        by_territory: f.counter_by("allot_assign_decisions_by_territory_total", "territory"),
+        by_territory: metrics.decisions_by_territory.top(TERRITORIES_SHOWN),
         by_strategy,
     }
 }
@@ -432,6 +435,10 @@ mod tests {
             .inc_by(3);
         m.decisions.with_label_values(&["fallback", "false"]).inc();
         m.dead_lettered.with_label_values(&["json"]).inc_by(2);
+        for i in 0..30 {
+            m.decisions_by_territory.add(&format!("t{i:02}"), 1);
+        }
+        m.decisions_by_territory.add("sf-na", 5);
         let wm = allot_writer::WriterMetrics::unprefixed();
         wm.register(&m.registry).unwrap();
         wm.changes_written.with_label_values(&["hubspot"]).inc_by(4);
@@ -449,6 +456,9 @@ mod tests {
         );
         assert_eq!((o.decisions.fallback, o.decisions.unassigned), (1, 0));
         assert_eq!(o.decisions.by_strategy.get("only_candidate"), Some(&3));
+        let t = &o.decisions.by_territory;
+        assert_eq!(t.len(), TERRITORIES_SHOWN + 1, "{t:?}");
+        assert_eq!((t["sf-na"], t["(other)"]), (5, 30 - 19));
         assert_eq!((o.dlq.dead_lettered_total, o.dlq.size), (2, 2));
         assert_eq!(o.writer.changes_written_total, 4);
         assert_eq!(o.writer.rate_headroom.get("hubspot"), Some(&96));

@@ -63,8 +63,11 @@ pub fn run(a: Args, vars: HashMap<String, String>) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(cfg, secrets, a.for_secs))?;
-    Ok(ExitCode::SUCCESS)
+    let result = rt.block_on(serve(cfg, secrets, a.for_secs));
+    // The spans still buffered are exported before the process exits.
+    drop(rt);
+    crate::telemetry::shutdown();
+    result.map(|()| ExitCode::SUCCESS)
 }
 
 /// A future that resolves once shutdown is signalled.
@@ -432,9 +435,16 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
         )));
     }
 
-    match for_secs {
-        Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
-        None => crate::cmd::serve::signalled().await,
+    // Ctrl-C or SIGTERM stop it cleanly, --for-secs or not.
+    let until = async {
+        match for_secs {
+            Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = until => {}
+        () = crate::cmd::serve::signalled() => {}
     }
     info!("shutting down");
     let _ = stop_tx.send(true);

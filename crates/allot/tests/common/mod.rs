@@ -23,6 +23,21 @@ impl Drop for Running {
     }
 }
 
+impl Running {
+    /// Sends SIGTERM (what Ctrl-C, Kubernetes and compose send) and waits at
+    /// most `secs` for the process to exit; its exit status.
+    pub fn terminate(&mut self, secs: u64) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM {}", self.child.id());
+        wait_for("allot run to exit after SIGTERM", secs, || {
+            self.child.try_wait().unwrap()
+        })
+    }
+}
+
 /// Starts `allot run --no-demo` from the repository root with its store in
 /// `dir` and every listener on a free loopback port; `args` are added.
 pub fn start(dir: &Path, args: &[&str]) -> Running {
