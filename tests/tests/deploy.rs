@@ -126,8 +126,25 @@ fn enum_variants(rel: &str, name: &str) -> Vec<String> {
 
 fn stages() -> Vec<String> {
     let stages = enum_variants("crates/allot/src/cmd/serve.rs", "Stage");
-    assert_eq!(stages, ["ingest", "assign", "write", "api"]);
+    assert_eq!(
+        stages,
+        ["ingest", "assign", "match", "distribute", "write", "api"]
+    );
     stages
+}
+
+/// The stage that is an alternative to others and is not deployed with
+/// them: assign decides in one step what match and distribute decide in two.
+const ALTERNATIVE: &str = "assign";
+
+/// The stages a deployment runs by default: all but the alternative.
+fn deployed_stages() -> Vec<String> {
+    stages().into_iter().filter(|s| s != ALTERNATIVE).collect()
+}
+
+/// Stages whose store must survive a restart.
+fn keeps_state(stage: &str) -> bool {
+    matches!(stage, "assign" | "match" | "distribute" | "write")
 }
 
 /// The `--flags` of a clap `Args` struct in a source file.
@@ -289,6 +306,11 @@ fn compose_stages_run_allot_serve_with_the_docker_overlay_and_known_settings() {
         let svc = &doc["services"][stage.as_str()];
         assert_eq!(s(&svc["image"]), "allot:local", "{stage}");
         assert_eq!(
+            svc.get("profiles").is_some(),
+            stage == ALTERNATIVE,
+            "{stage}: only the alternative stage is off by default"
+        );
+        assert_eq!(
             strs(&svc["command"]),
             [
                 "serve",
@@ -321,7 +343,7 @@ fn compose_stages_run_allot_serve_with_the_docker_overlay_and_known_settings() {
                 );
             }
         }
-        let keeps_state = matches!(stage.as_str(), "assign" | "write");
+        let keeps_state = keeps_state(&stage);
         let volumes: Vec<&str> = svc.get("volumes").map(strs).unwrap_or_default();
         assert_eq!(
             volumes.iter().any(|v| v.ends_with(":/var/lib/allot")),

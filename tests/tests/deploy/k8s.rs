@@ -110,7 +110,15 @@ fn the_configmap_carries_the_kubernetes_overlay_and_the_secret_its_variables() {
 
 #[test]
 fn a_workload_per_stage_with_probes_resources_and_the_right_storage() {
-    let objs = k8s_objects();
+    // The alternative stage is shipped beside the kustomization, not in it.
+    let alternative = format!("alternatives/{ALTERNATIVE}.yaml");
+    let mut objs = k8s_objects();
+    assert!(objs.iter().all(|(f, _)| *f != alternative));
+    objs.extend(
+        yaml_docs(&format!("{K8S}/{alternative}"))
+            .into_iter()
+            .map(|d| (alternative.clone(), d)),
+    );
     let port = listen_port("config/kubernetes.toml");
     let partitions = config_value("config/kubernetes.toml", "kafka.partitions")
         .as_integer()
@@ -119,7 +127,7 @@ fn a_workload_per_stage_with_probes_resources_and_the_right_storage() {
     let store = store.as_str().unwrap();
     let dockerfile = read("deploy/Dockerfile");
     for stage in stages() {
-        let stateful = matches!(stage.as_str(), "assign" | "write");
+        let stateful = keeps_state(&stage);
         let kind = if stateful {
             "StatefulSet"
         } else {
