@@ -51,6 +51,13 @@ pub enum ChangeKind {
     GapDelete,
     /// Too many changes to describe (Salesforce GAP_OVERFLOW): resync the whole object kind.
     Overflow,
+    /// The CRM refused allot's write of an owner because that owner is
+    /// inactive there. Made by the writer ([`ChangeEvent::owner_refused`]),
+    /// never by a CRM: the record is decided again without that owner.
+    /// `fields` holds `owner` (refused) and `previous_owner` (what the CRM
+    /// still shows), under those names.
+    #[serde(rename = "owner_refused")]
+    OwnerRefused,
 }
 
 /// A decoded, normalised change to one record.
@@ -97,7 +104,53 @@ pub struct ChangeEvent {
     pub scope: Option<String>,
 }
 
+/// The scope of the events allot makes itself ([`ChangeKind::OwnerRefused`]).
+pub const WRITER_SCOPE: &str = "allot-writer";
+
 impl ChangeEvent {
+    /// The event saying the CRM refused `change` for an inactive owner: its
+    /// id is the change's (event and decision time), so a repeat of the
+    /// refusal is the same event and is dropped as a duplicate.
+    pub fn owner_refused(change: &crate::OwnerChange, reason: &str, at: Millis) -> ChangeEvent {
+        let text = |s: &str| Value::from(s);
+        let mut fields = BTreeMap::new();
+        fields.insert("owner".to_string(), text(&change.owner));
+        fields.insert(
+            "previous_owner".to_string(),
+            change.previous_owner.as_deref().map_or(Value::Null, text),
+        );
+        fields.insert("reason".to_string(), text(reason));
+        ChangeEvent {
+            v: EVENT_VERSION,
+            source: change.crm.unwrap_or(Crm::Native),
+            event_id: format!(
+                "refused:{}:{}:{}",
+                change.record_id, change.decided_at, change.owner
+            ),
+            object: change.object,
+            record_id: Some(change.record_id.clone()),
+            change: ChangeKind::OwnerRefused,
+            changed_fields: Vec::new(),
+            fields,
+            commit_time: Some(at),
+            sequence: None,
+            commit_user: None,
+            origin: Some("allot".to_string()),
+            transaction: None,
+            scope: Some(WRITER_SCOPE.to_string()),
+        }
+    }
+
+    /// The refused and the previous owner of a [`ChangeKind::OwnerRefused`] event.
+    pub fn refusal(&self) -> Option<(String, Option<String>)> {
+        if self.change != ChangeKind::OwnerRefused {
+            return None;
+        }
+        let owner = self.fields.get("owner")?.as_text()?;
+        let previous = self.fields.get("previous_owner").and_then(Value::as_text);
+        Some((owner, previous))
+    }
+
     /// The dedupe key: CRM, scope and event id, so ids that collide across
     /// channels, portals or CRMs stay apart (`salesforce/lead/17`).
     pub fn dedupe_key(&self) -> String {

@@ -13,7 +13,7 @@ pub use decision::{
     CandidateNote, CandidateOutcome, Decision, DistributionNote, OwnerChange, SkippedRep, Strategy,
     DECISION_VERSION,
 };
-pub use event::{ChangeEvent, ChangeKind, Crm, EVENT_VERSION};
+pub use event::{ChangeEvent, ChangeKind, Crm, EVENT_VERSION, WRITER_SCOPE};
 pub use record::{ObjectKind, Record, Value};
 pub use state::{AccountRef, Cursor, DailyCount, EngineState, StateOp};
 

@@ -61,6 +61,10 @@ pub fn merge(
     if event.change == ChangeKind::Overflow {
         return unapplied(record, false, true);
     }
+    if event.change == ChangeKind::OwnerRefused {
+        // Not a change in the CRM: the record stays as it is.
+        return unapplied(record, false, false);
+    }
     if let Some(r) = &record {
         if r.id != record_id || r.object != event.object {
             return unapplied(record, false, false);
@@ -115,7 +119,10 @@ pub fn merge(
             }
         }
         ChangeKind::Delete => rec.deleted = true,
-        ChangeKind::Gap | ChangeKind::GapDelete | ChangeKind::Overflow => {}
+        ChangeKind::Gap
+        | ChangeKind::GapDelete
+        | ChangeKind::Overflow
+        | ChangeKind::OwnerRefused => {}
     }
     if let Some(t) = event.commit_time {
         if rec.updated_at.is_none_or(|u| u < t) {

@@ -281,7 +281,11 @@ fn carried_fields(
                 fields.insert(name.clone(), Value::Null);
             }
         }
-        ChangeKind::Delete | ChangeKind::Gap | ChangeKind::GapDelete | ChangeKind::Overflow => {}
+        ChangeKind::Delete
+        | ChangeKind::Gap
+        | ChangeKind::GapDelete
+        | ChangeKind::Overflow
+        | ChangeKind::OwnerRefused => {}
     }
     for name in nulled {
         if !changed.contains(&name) {

@@ -57,6 +57,17 @@ pub fn with_overrides(rules: &RuleSet, overrides: &BTreeMap<String, RepOverride>
     out
 }
 
+/// `rules` with `reps` inactive: for one decision that must not go to them
+/// (an owner the CRM refused as inactive).
+pub fn without_reps(rules: &RuleSet, reps: &[String]) -> RuleSet {
+    let off = RepOverride {
+        active: Some(false),
+        ..RepOverride::default()
+    };
+    let overrides = reps.iter().map(|r| (r.clone(), off.clone())).collect();
+    with_overrides(rules, &overrides)
+}
+
 /// Override keys that name no rep of `rules`.
 pub fn unknown_reps<'a>(
     rules: &RuleSet,

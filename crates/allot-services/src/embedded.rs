@@ -18,7 +18,7 @@ use tracing::{info, Instrument};
 
 use crate::control::{Controller, Envelope};
 use crate::pipeline::{Payload, Pipeline, Staged};
-use crate::raw::{DeadLetter, RawEntry, DLQ_LOG, INGEST_GROUP, RAW_LOG};
+use crate::raw::{DeadLetter, RawEntry, DLQ_LOG, INGEST_GROUP, RAW_LOG, REROUTE_LOG};
 use crate::ServiceError;
 
 /// The embedded ingest (and assign) stage.
@@ -78,6 +78,7 @@ impl EmbeddedIngest {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ServiceError> {
         tokio::pin!(shutdown);
         let log = self.store.log(RAW_LOG);
+        let rerouted = self.store.log(REROUTE_LOG);
         info!(
             from = log.committed(INGEST_GROUP)?,
             "embedded ingest started"
@@ -101,6 +102,7 @@ impl EmbeddedIngest {
                 }
             }
             let generation = log.generation();
+            let refused = rerouted.generation();
             let report = self.step().await?;
             if report.entries > 0 {
                 continue;
@@ -116,6 +118,7 @@ impl EmbeddedIngest {
             let hydrated = self.pipeline.hydrator().landed_ready();
             tokio::select! {
                 _ = log.changed(generation) => {}
+                _ = rerouted.changed(refused) => {}
                 () = hydrated => {}
                 _ = tokio::time::sleep(idle) => {}
                 Some(envelope) = command => self.command(envelope, crate::now_ms()).await?,
@@ -241,9 +244,10 @@ impl EmbeddedIngest {
         let log = self.store.log(RAW_LOG);
         let from = log.committed(INGEST_GROUP)?;
         let entries = log.read(from, self.max_chunk)?;
-        let Some(&(last, _)) = entries.last() else {
+        let (refusals, refused_next) = crate::reroute::waiting(&self.store, self.max_chunk)?;
+        if entries.is_empty() && refusals.is_empty() {
             return Ok(ChunkReport::default());
-        };
+        }
         let started = Instant::now();
         let now = crate::now_ms();
         let span = tracing::info_span!(
@@ -256,7 +260,7 @@ impl EmbeddedIngest {
             dead = tracing::field::Empty,
         );
         let mut bad = Vec::new();
-        let payloads: Vec<Payload> = entries
+        let mut payloads: Vec<Payload> = entries
             .iter()
             .filter_map(|(offset, bytes)| {
                 let source = format!("{RAW_LOG}@{offset}");
@@ -281,6 +285,8 @@ impl EmbeddedIngest {
                 }
             })
             .collect();
+        let refused = refusals.len();
+        payloads.extend(refusals);
         let staged = self
             .pipeline
             .stage(&payloads, now)
@@ -304,17 +310,21 @@ impl EmbeddedIngest {
                 batch.log_append(DLQ_LOG, &bytes);
             }
         }
-        batch.log_commit(RAW_LOG, INGEST_GROUP, last + 1);
+        if let Some(&(last, _)) = entries.last() {
+            batch.log_commit(RAW_LOG, INGEST_GROUP, last + 1);
+        }
+        crate::reroute::commit(&mut batch, refused_next);
         crate::pipeline::commit(&self.store, batch, "ingest")
             .instrument(span)
             .await?;
         if !changes.is_empty() {
             self.outbox_ready.notify_one();
         }
-        let lag = log.end_offset()?.saturating_sub(last + 1);
+        let next = entries.last().map_or(from, |&(last, _)| last + 1);
+        let lag = log.end_offset()?.saturating_sub(next);
         self.pipeline_metrics(lag, started);
         Ok(ChunkReport {
-            entries: entries.len(),
+            entries: entries.len() + refused,
             events,
             decisions: decisions.len(),
             changes: changes.len(),

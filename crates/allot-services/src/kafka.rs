@@ -59,9 +59,13 @@ impl KafkaIngest {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), ServiceError> {
         tokio::pin!(shutdown);
         info!(dlq = %self.dlq_topic, "kafka ingest started");
+        let rerouted = self.store.log(crate::raw::REROUTE_LOG);
         loop {
+            let refused = rerouted.generation();
+            self.reroute_step().await?;
             let first = tokio::select! {
                 d = self.source.next() => d,
+                _ = rerouted.changed(refused) => continue,
                 () = self.pipeline.hydrator().landed_ready() => {
                     self.hydration_step().await?;
                     continue;
@@ -105,6 +109,26 @@ impl KafkaIngest {
         }
         let changed = !staged.changes.is_empty();
         crate::pipeline::commit(&self.store, staged.batch, "hydrate").await?;
+        if changed {
+            self.outbox_ready.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Decides the owner refusals the writer left in the store's re-route
+    /// log, committed with the log position.
+    pub async fn reroute_step(&mut self) -> Result<(), ServiceError> {
+        let (payloads, next) = crate::reroute::waiting(&self.store, self.max_chunk)?;
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        let mut staged = self.pipeline.stage(&payloads, crate::now_ms()).await?;
+        for d in &staged.dead {
+            warn!(source = %d.source, kind = %d.kind, reason = %d.reason, "re-route log entry not decided");
+        }
+        crate::reroute::commit(&mut staged.batch, next);
+        let changed = !staged.changes.is_empty();
+        crate::pipeline::commit(&self.store, staged.batch, "re-route").await?;
         if changed {
             self.outbox_ready.notify_one();
         }

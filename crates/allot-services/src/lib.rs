@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod raw;
 pub mod reader;
 pub mod reconcile;
+pub mod reroute;
 pub mod sla;
 pub mod stages;
 pub mod trace;

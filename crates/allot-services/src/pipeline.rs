@@ -18,6 +18,7 @@ use allot_rules::RuleSet;
 use allot_store::{Batch, OrderKey, Store};
 use tracing::{debug, warn};
 
+mod refused;
 mod split;
 
 pub use split::Input;
@@ -354,6 +355,9 @@ impl Pipeline {
         let key = (event.object, id.clone());
         if self.defer(out, &event)? {
             return Ok(());
+        }
+        if event.change == ChangeKind::OwnerRefused {
+            return self.refused(out, chunk, &event, now);
         }
         let (before, applied) = match chunk.cache.get(&key) {
             Some(c) => c.clone(),
@@ -808,11 +812,29 @@ impl Pipeline {
         now: Millis,
         note: Option<String>,
     ) {
+        self.decide_without(out, record, event, now, note, &[]);
+    }
+
+    /// [`Self::decide`] with `exclude`d reps out of every rotation.
+    fn decide_without(
+        &mut self,
+        out: &mut Staged,
+        record: &mut Record,
+        event: &ChangeEvent,
+        now: Millis,
+        note: Option<String>,
+        exclude: &[String],
+    ) {
         if self.split.is_some() {
-            self.route(out, record, Some(event.source), &event.event_id, now, note);
+            let crm = Some(event.source);
+            self.route(out, record, crm, &event.event_id, now, (note, exclude));
             return;
         }
-        let outcome = allot_rules::decide(&self.rules, &self.state, record, now);
+        let rules = match exclude.is_empty() {
+            true => self.rules.clone(),
+            false => Arc::new(allot_rules::overrides::without_reps(&self.rules, exclude)),
+        };
+        let outcome = allot_rules::decide(&rules, &self.state, record, now);
         self.state.apply(&outcome.ops);
         out.batch.apply_state_ops(&outcome.ops);
         let mut d = outcome.decision;

@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 pub const RAW_LOG: &str = "allot.raw";
 /// The embedded dead-letter log.
 pub const DLQ_LOG: &str = "allot.dlq";
+/// The store log the writer leaves owner refusals in (events of kind
+/// `owner_refused`, native JSON), for the decider to take up: the same
+/// process reads it ([`crate::embedded`], [`crate::kafka`]), or the write
+/// stage forwards it to the events topic ([`crate::stages::write`]).
+pub const REROUTE_LOG: &str = "allot.reroute";
 /// The consumer group of the embedded ingest loop.
 pub const INGEST_GROUP: &str = "ingest";
 

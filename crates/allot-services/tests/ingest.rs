@@ -10,7 +10,7 @@ use allot_services::embedded::EmbeddedIngest;
 use allot_services::hydrate::Hydrator;
 use allot_services::metrics::Metrics;
 use allot_services::pipeline::{EchoConfig, FieldMaps, Pipeline};
-use allot_services::raw::{DeadLetter, RawEntry, DLQ_LOG, INGEST_GROUP, RAW_LOG};
+use allot_services::raw::{DeadLetter, RawEntry, DLQ_LOG, INGEST_GROUP, RAW_LOG, REROUTE_LOG};
 use allot_store::Store;
 use tokio::sync::Notify;
 
@@ -34,7 +34,11 @@ struct Rig {
 }
 
 fn rig(store: Arc<Store>) -> Rig {
-    let rules = Arc::new(RuleSet::from_toml(RULES, "rules").unwrap());
+    rig_with(store, RULES)
+}
+
+fn rig_with(store: Arc<Store>, rules: &str) -> Rig {
+    let rules = Arc::new(RuleSet::from_toml(rules, "rules").unwrap());
     let echo = EchoConfig::new("allot", Some("1160452"));
     let metrics = Metrics::new();
     let pipeline = Pipeline::new(
@@ -385,4 +389,84 @@ async fn colliding_event_ids_are_each_decided_once_and_redeliveries_dropped() {
             "{id}"
         );
     }
+}
+
+/// What the writer commits with a failed write refused for an inactive owner.
+fn refuse(store: &Store, change: &allot_core::OwnerChange) {
+    let event = allot_core::ChangeEvent::owner_refused(change, "INACTIVE_OWNER_OR_USER: gone", 9);
+    store
+        .log(REROUTE_LOG)
+        .append(&serde_json::to_vec(&event).unwrap())
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_owner_refusal_left_by_a_crashed_writer_is_decided_again_without_that_owner() {
+    const TEAM: &str = r#"
+version = "t"
+fallback = { rep = "q" }
+[[reps]]
+id = "k"
+[[reps]]
+id = "m"
+[[reps]]
+id = "q"
+[[teams]]
+id = "apac"
+members = ["k", "m"]
+[[territories]]
+id = "apac"
+owner = { team = "apac" }
+criteria = { field = "country", equals = "JP" }
+"#;
+    let store = Arc::new(Store::temporary().unwrap());
+    let mut r = rig_with(store.clone(), TEAM);
+    append(
+        &store,
+        "native",
+        r#"{"v":1,"source":"native","event_id":"e1","object":"lead","record_id":"L1","change":"create","fields":{"country":"JP"},"commit_time":1}"#,
+    );
+    assert_eq!(drain(&mut r).await, (1, 1));
+    let first = store.audit_for("L1", 0, i64::MAX).unwrap();
+    assert_eq!(first[0].owner.as_deref(), Some("k"));
+    let change = first[0].owner_change("e1").unwrap();
+    // The writer committed the refusal, and the process died before the
+    // decider saw it: a new one on the same store takes it up.
+    refuse(&store, &change);
+    drop(r);
+    let mut r = rig_with(store.clone(), TEAM);
+    assert_eq!(drain(&mut r).await, (1, 1));
+    let history = store.audit_for("L1", 0, i64::MAX).unwrap();
+    assert_eq!(history.len(), 2);
+    let d = &history[1];
+    assert_eq!(d.owner.as_deref(), Some("m"), "{d:#?}");
+    assert!(
+        d.explanation[0].starts_with(
+            "re-routed: native refused owner k as inactive (INACTIVE_OWNER_OR_USER: gone)"
+        ),
+        "{:?}",
+        d.explanation
+    );
+    assert_eq!(d.previous_owner, None, "the CRM never showed k");
+    let state = store.engine_state().unwrap();
+    assert_eq!(
+        (
+            state.open.get("k").copied().unwrap_or(0),
+            state.open.get("m").copied()
+        ),
+        (0, Some(1)),
+        "the loads follow"
+    );
+    // The same refusal again (a repeat), and one about an owner the record
+    // no longer has: neither decides anything.
+    refuse(&store, &change);
+    refuse(
+        &store,
+        &allot_core::OwnerChange {
+            decided_at: change.decided_at + 1,
+            ..change
+        },
+    );
+    assert_eq!(drain(&mut r).await, (0, 0));
+    assert_eq!(store.audit_for("L1", 0, i64::MAX).unwrap().len(), 2);
 }

@@ -1,5 +1,5 @@
 //! Settling a call: one store batch with the outcome of every record, then
-//! metrics, retries, fences, pauses and the reroute hook.
+//! metrics, retries, fences, pauses and the re-route log.
 
 use allot_crm::limiter::{PauseReason, Pressure};
 use allot_store::OutboxKey;
@@ -147,8 +147,20 @@ impl Writer {
                     &ch.owner,
                     wall,
                 ),
-                Mark::Fail { label, reason, .. } => {
-                    batch.outbox_fail(&key, ch.decided_at, label, reason, wall)
+                Mark::Fail {
+                    label,
+                    reason,
+                    reroute,
+                } => {
+                    batch.outbox_fail(&key, ch.decided_at, label, reason, wall);
+                    if let Some(log) = self.config.reroute_log.as_deref().filter(|_| *reroute) {
+                        let event = allot_core::ChangeEvent::owner_refused(ch, reason, wall);
+                        // A struct of strings: serialising it cannot fail.
+                        if let Ok(bytes) = serde_json::to_vec(&event) {
+                            batch.log_append(log, &bytes);
+                        }
+                    }
+                    &mut batch
                 }
             };
         }
@@ -179,26 +191,14 @@ impl Writer {
                         .failed
                         .with_label_values(&[label, reason_label])
                         .inc();
-                    tracing::warn!(%crm, record_id = %ch.record_id, owner = %ch.owner, event_id = %ch.event_id, reason = %reason, "owner change failed");
-                    if reroute && applied {
-                        self.reroute(ch);
+                    tracing::warn!(%crm, record_id = %ch.record_id, owner = %ch.owner, event_id = %ch.event_id, reason = %reason, applied, "owner change failed");
+                    if reroute && self.config.reroute_log.is_some() {
+                        tracing::info!(%crm, record_id = %ch.record_id, owner = %ch.owner, "inactive owner: the record goes back to the engine");
                     }
                 }
             }
         }
         Ok(())
-    }
-
-    /// Hands a change refused for an inactive owner to the assign stage.
-    fn reroute(&self, change: allot_core::OwnerChange) {
-        let Some(tx) = &self.config.reroute else {
-            tracing::warn!(record_id = %change.record_id, owner = %change.owner, "inactive owner and no reroute hook configured");
-            return;
-        };
-        let record_id = change.record_id.clone();
-        if tx.send(change).is_err() {
-            tracing::warn!(%record_id, "reroute hook closed, change stays in failed writes");
-        }
     }
 
     /// A store failure around a call: retry the items later if the store

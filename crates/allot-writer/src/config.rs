@@ -1,10 +1,9 @@
 //! The writer's configuration: serde with defaults, checked by `validate`.
 
-use allot_core::{Crm, OwnerChange};
+use allot_core::Crm;
 use allot_crm::budget::Rates;
 use allot_crm::limiter::RateConfig;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc::UnboundedSender;
 
 use super::error::WriterError;
 
@@ -48,10 +47,13 @@ pub struct WriterConfig {
     pub salesforce: RateConfig,
     /// Pacing of HubSpot calls.
     pub hubspot: RateConfig,
-    /// Where changes refused for an inactive owner go, so the assign stage
-    /// can decide again through the fallback.
+    /// The store log a change refused for an inactive owner goes to, as a
+    /// [`ChangeEvent::owner_refused`](allot_core::ChangeEvent::owner_refused)
+    /// event, in the same commit as its failed write: the decider reads it
+    /// from there (or a forwarder takes it to the events topic) and decides
+    /// the record again without that owner. `None`: failed write only.
     #[serde(skip)]
-    pub reroute: Option<UnboundedSender<OwnerChange>>,
+    pub reroute_log: Option<String>,
 }
 
 impl Default for WriterConfig {
@@ -71,7 +73,7 @@ impl Default for WriterConfig {
             jitter_seed: None,
             salesforce: RateConfig::for_crm(Crm::Salesforce),
             hubspot: RateConfig::for_crm(Crm::Hubspot),
-            reroute: None,
+            reroute_log: None,
         }
     }
 }

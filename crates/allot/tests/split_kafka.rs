@@ -1,8 +1,8 @@
 //! Split mode on a real Kafka-protocol broker: `allot serve ingest`, three
 //! `match` and two `distribute` processes over one broker, leads for four
 //! teams (round robin, weighted 3/2/1, least loaded, daily caps). One
-//! distribute process is SIGKILLed mid-stream and restarted, and a third
-//! one joins (its partitions move). Every lead is decided once, rotation
+//! distribute process is SIGKILLed mid-stream and restarted, then a third
+//! and a fourth join (the team partitions move twice while leads flow). Every lead is decided once, rotation
 //! stays fair per team, and no cap is exceeded.
 
 #![allow(clippy::unwrap_used)]
@@ -141,7 +141,7 @@ fn event(i: usize) -> Vec<u8> {
 
 #[test]
 fn match_and_distribute_replicas_keep_rotation_and_caps_fair() {
-    const N: usize = 1_200;
+    const N: usize = 6_000;
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("rules.toml"), RULES).unwrap();
@@ -194,23 +194,27 @@ fn match_and_distribute_replicas_keep_rotation_and_caps_fair() {
             }
         })
     };
-    send(0, N / 3);
+    send(0, N / 4);
     std::thread::sleep(Duration::from_secs(2));
     // A distribute process dies mid-stream and comes back on its store.
     d0.0.kill().unwrap();
     d0.0.wait().unwrap();
-    send(N / 3, 2 * N / 3);
+    send(N / 4, N / 2);
     d0 = stage("distribute", dir.path(), 0);
     // A third one joins: partitions move while leads flow.
     let _d2 = stage("distribute", dir.path(), 2);
-    send(2 * N / 3, N);
+    send(N / 2, 3 * N / 4);
+    std::thread::sleep(Duration::from_secs(2));
+    // And a fourth: the team partitions rebalance again, mid-stream.
+    let _d3 = stage("distribute", dir.path(), 3);
+    send(3 * N / 4, N);
 
     // Every decision on the decisions topic, by record.
     let mut owners: HashMap<String, Vec<String>> = HashMap::new();
     rt.block_on(async {
         cfg.auto_offset_reset = allot_bus::OffsetReset::Earliest;
         let mut src = KafkaSource::subscribe(&cfg, &[decisions.as_str()]).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(240);
+        let deadline = Instant::now() + Duration::from_secs(420);
         while owners.len() < N && Instant::now() < deadline {
             let Ok(Ok(d)) = tokio::time::timeout(Duration::from_secs(5), src.next()).await else {
                 continue;

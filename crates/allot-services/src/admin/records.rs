@@ -180,7 +180,10 @@ fn run_replay(
                 let Some(id) = event.record_id.clone() else {
                     continue;
                 };
-                if matches!(event.change, ChangeKind::Delete | ChangeKind::Overflow) {
+                if matches!(
+                    event.change,
+                    ChangeKind::Delete | ChangeKind::Overflow | ChangeKind::OwnerRefused
+                ) {
                     continue;
                 }
                 let key = (event.object, id.clone());

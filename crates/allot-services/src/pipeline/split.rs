@@ -149,7 +149,7 @@ impl Pipeline {
         crm: Option<Crm>,
         event_id: &str,
         now: Millis,
-        note: Option<String>,
+        (note, exclude): (Option<String>, &[String]),
     ) {
         let r = allot_rules::route(&self.rules, &self.state, record, now);
         let accounts = allot_rules::criteria::record_domain(record)
@@ -186,6 +186,7 @@ impl Pipeline {
             named: r.named,
             pool: r.pool,
             refusal: None,
+            exclude: exclude.to_vec(),
             rules_version: self.rules.version.clone(),
             received_at: None,
         });

@@ -122,16 +122,41 @@ impl DistributeStage {
     }
 
     /// The partition's state, loaded from its changelog when not held.
-    async fn part(&mut self, p: i32) -> Result<&mut Part, ServiceError> {
-        if !self.parts.contains_key(&p) {
-            let last = TopicReader::last(
+    /// The newest changelog entry of partition `p`; a broker slow to answer
+    /// (metadata or fetch timing out while partitions move) is asked again
+    /// a few times before the stage gives up.
+    async fn last_changelog(&self, p: i32) -> Result<Option<Delivery>, ServiceError> {
+        let mut pause = Duration::from_secs(1);
+        for _ in 0..5 {
+            match TopicReader::last(
                 &self.bus,
                 &self.topics.changelog,
                 p,
                 Duration::from_secs(30),
             )
             .await
-            .map_err(bus("distribute"))?;
+            {
+                Ok(last) => return Ok(last),
+                Err(e) => {
+                    warn!(partition = p, error = %e, "changelog not read; asking again");
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+            }
+        }
+        TopicReader::last(
+            &self.bus,
+            &self.topics.changelog,
+            p,
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(bus("distribute"))
+    }
+
+    async fn part(&mut self, p: i32) -> Result<&mut Part, ServiceError> {
+        if !self.parts.contains_key(&p) {
+            let last = self.last_changelog(p).await?;
             let part = match last.as_ref().map(messages::read::<ChangelogMessage>) {
                 Some(Ok(m)) => Part {
                     through: m.through,
@@ -177,7 +202,13 @@ impl DistributeStage {
 
     /// Decides `r` in partition `p`, or hands it to the next pool.
     fn route(&mut self, p: i32, mut r: RouteMessage, out: &mut Out) {
-        let rules = self.rules.clone();
+        let rules = match r.exclude.is_empty() {
+            true => self.rules.clone(),
+            false => Arc::new(allot_rules::overrides::without_reps(
+                &self.rules,
+                &r.exclude,
+            )),
+        };
         let Some(part) = self.parts.get_mut(&p) else {
             return;
         };

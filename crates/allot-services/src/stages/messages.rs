@@ -89,6 +89,9 @@ pub struct RouteMessage {
     /// Set once the named account refused the record in its pool: its line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refusal: Option<Option<String>>,
+    /// Reps this decision must not go to (an owner the CRM refused).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
     pub rules_version: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub received_at: Option<Millis>,

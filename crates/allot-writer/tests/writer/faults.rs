@@ -10,7 +10,6 @@ use allot_core::{Crm, ObjectKind};
 use allot_emulator::{EmulatorOptions, FaultPatch};
 use allot_store::{OutboxKey, OutboxState};
 use allot_writer::WriterConfig;
-use tokio::sync::mpsc::unbounded_channel;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_failures_are_failed_or_retried_each_on_its_own() {
@@ -74,25 +73,19 @@ async fn record_failures_are_failed_or_retried_each_on_its_own() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_inactive_owner_goes_to_the_reroute_hook() {
+async fn an_inactive_owner_goes_to_the_reroute_log_in_the_commit_of_its_failure() {
     let emu = emulator(seed(3, 0), EmulatorOptions::default()).await;
     let store = store();
     let gone = change(Crm::Salesforce, ObjectKind::Lead, &lead(0), GONE, 1_000);
     let fine = change(Crm::Salesforce, ObjectKind::Lead, &lead(1), BOB, 1_000);
     put_all(&store, &[gone.clone(), fine.clone()]);
-    let (tx, mut rerouted) = unbounded_channel();
     let config = WriterConfig {
-        reroute: Some(tx),
+        reroute_log: Some("reroutes".into()),
         ..quick_config()
     };
     let w = spawn(store.clone(), vec![emu.salesforce()], config);
-    let back = tokio::time::timeout(Duration::from_secs(10), rerouted.recv())
-        .await
-        .expect("the reroute hook fires")
-        .expect("a change");
-    assert_eq!(back, gone);
     assert!(
-        wait_for(Duration::from_secs(5), || settled(
+        wait_for(Duration::from_secs(10), || settled(
             &store,
             &[gone.clone(), fine.clone()]
         ))
@@ -120,7 +113,25 @@ async fn an_inactive_owner_goes_to_the_reroute_hook() {
             .as_deref(),
         Some(BOB)
     );
-    assert!(rerouted.try_recv().is_err(), "fires once");
+    // Exactly one refusal event, about the refused change only.
+    let log = store.log("reroutes").read(0, 10).unwrap();
+    assert_eq!(log.len(), 1, "one refusal");
+    let event: allot_core::ChangeEvent = serde_json::from_slice(&log[0].1).unwrap();
+    assert_eq!(event.change, allot_core::ChangeKind::OwnerRefused);
+    assert_eq!(event.record_id.as_deref(), Some(gone.record_id.as_str()));
+    assert_eq!(event.source, Crm::Salesforce);
+    let (owner, previous) = event.refusal().unwrap();
+    assert_eq!(
+        (owner.as_str(), previous),
+        (GONE, gone.previous_owner.clone())
+    );
+    assert!(
+        event.fields["reason"]
+            .as_text()
+            .unwrap()
+            .starts_with("INACTIVE_OWNER_OR_USER"),
+        "{event:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -94,7 +94,9 @@ async fn serve(a: Args) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let http = reqwest::Client::new();
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()?;
     let cdc_url = a.salesforce_cdc_url.clone();
     let (sf_topic, hs_topic) = (a.salesforce_topic.clone(), a.hubspot_topic.clone());
     tokio::spawn(async move {
@@ -110,15 +112,7 @@ async fn serve(a: Args) -> anyhow::Result<()> {
                 }
             }
             if let (Crm::Salesforce, Some(url)) = (ev.crm, &cdc_url) {
-                let sent = http
-                    .post(url)
-                    .header("content-type", "application/json")
-                    .body(ev.body.clone())
-                    .send()
-                    .await;
-                if !sent.as_ref().is_ok_and(|r| r.status().is_success()) {
-                    warn!(url, "salesforce cdc delivery failed");
-                }
+                deliver(&http, url, &ev.body).await;
             }
         }
     });
@@ -129,4 +123,30 @@ async fn serve(a: Args) -> anyhow::Result<()> {
         })
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Posts one change event to the CDC URL, in order: a failed delivery (allot
+/// down or restarting) is tried again for up to a minute, as a CDC
+/// subscriber catches up from its replay id, before it is given up.
+async fn deliver(http: &reqwest::Client, url: &str, body: &[u8]) {
+    for attempt in 0..120 {
+        let sent = http
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_vec())
+            .send()
+            .await;
+        match sent {
+            Ok(r) if r.status().is_success() => return,
+            // Refused as bad input: another try changes nothing.
+            Ok(r) if r.status().is_client_error() => {
+                warn!(url, status = %r.status(), "salesforce cdc delivery refused");
+                return;
+            }
+            _ if attempt == 0 => warn!(url, "salesforce cdc delivery failed; retrying"),
+            _ => {}
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    warn!(url, "salesforce cdc delivery given up after a minute");
 }

@@ -278,7 +278,6 @@ async fn drive(a: E2e) -> anyhow::Result<ExitCode> {
     tasks.push(super::run_writer::spawn(
         writer_store,
         clients,
-        rules.clone(),
         writer_cfg,
         &metrics,
         &allot_crm::Budgets::default(),

@@ -332,7 +332,6 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
     tasks.push(crate::cmd::run_writer::spawn(
         store.clone(),
         clients.clone(),
-        rules.clone(),
         cfg.writer.clone(),
         &metrics,
         &budgets,

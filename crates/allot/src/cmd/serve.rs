@@ -128,18 +128,63 @@ async fn serve(stage: Stage, cfg: AppConfig, secrets: Secrets) -> anyhow::Result
         .with_context(|| format!("cannot create {}", cfg.store.path.display()))?;
     let store = Arc::new(Store::open(&cfg.store.path).map_err(err)?);
     let metrics = Metrics::new();
-    let k = &cfg.kafka;
-    let st = &k.stages;
-    let linger = Duration::from_millis(st.linger_ms);
     let (stop_tx, stop_rx) = watch::channel(false);
     let listener = TcpListener::bind(cfg.api.listen)
         .await
         .with_context(|| format!("api.listen {}", cfg.api.listen))?;
     let addr = listener.local_addr()?;
-    let sink = || KafkaSink::new(&k.bus()).map_err(err);
-    let mut tasks = Vec::new();
-    let mut app = allot_services::api::probes(store.clone(), metrics.clone(), Some(stage.name()));
+    ensure_topics(stage, &cfg).await?;
+    let consumed = consumed(stage, &cfg);
+    let names: Vec<&str> = consumed.iter().map(String::as_str).collect();
+    let group = group(stage, &cfg, &store)?;
+    let source = KafkaSource::subscribe(&cfg.kafka.bus_for(&group), &names).map_err(err)?;
+    let (failed_tx, mut failed) = tokio::sync::mpsc::channel(8);
+    let mut w = Wiring {
+        cfg: &cfg,
+        secrets: &secrets,
+        store: store.clone(),
+        metrics: metrics.clone(),
+        stop_rx: stop_rx.clone(),
+        failed: failed_tx,
+        tasks: Vec::new(),
+    };
+    let probes = allot_services::api::probes(store.clone(), metrics, Some(stage.name()));
+    let app = match w.start(stage, source, &group).await? {
+        Some(api) => api,
+        None => probes,
+    };
+    let mut tasks = w.tasks;
+    tasks.push(crate::cmd::run::spawn_http(listener, app, &stop_rx));
+    println!(
+        "allot serve {} (group {group}, consuming {}) — http://{addr}/healthz, /readyz, /metrics; store {}",
+        stage.name(),
+        consumed.join(", "),
+        cfg.store.path.display()
+    );
+    // Until asked to stop, or until a task of the stage fails: then the
+    // process ends with an error, so that its supervisor starts it again
+    // instead of leaving a process that looks healthy and does nothing.
+    let failure = tokio::select! {
+        () = signalled() => None,
+        Some(why) = failed.recv() => Some(why),
+    };
+    info!(stage = stage.name(), "shutting down");
+    let _ = stop_tx.send(true);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+    }
+    store.flush().map_err(err)?;
+    println!("allot serve {} stopped", stage.name());
+    match failure {
+        Some(why) => Err(anyhow::anyhow!("{why}")),
+        None => Ok(()),
+    }
+}
 
+/// Creates the topics this stage reads and writes when they are missing.
+async fn ensure_topics(stage: Stage, cfg: &AppConfig) -> anyhow::Result<()> {
+    let k = &cfg.kafka;
+    let st = &k.stages;
     let mut topics: Vec<(&str, i32)> = vec![
         (st.events_topic.as_str(), k.partitions),
         (st.decisions_topic.as_str(), k.partitions),
@@ -153,153 +198,240 @@ async fn serve(stage: Stage, cfg: AppConfig, secrets: Secrets) -> anyhow::Result
     }
     allot_bus::ensure_topics_with(&k.bus(), &topics, allot_bus::BROKER_DEFAULT_REPLICATION)
         .await
-        .map_err(err)?;
+        .map_err(err)
+}
 
-    let consumed = match stage {
+/// The topics the stage consumes.
+fn consumed(stage: Stage, cfg: &AppConfig) -> Vec<String> {
+    let k = &cfg.kafka;
+    let st = &k.stages;
+    match stage {
         Stage::Ingest => k.sources.iter().map(|s| s.topic.clone()).collect(),
         Stage::Assign | Stage::Match => vec![st.events_topic.clone()],
         Stage::Distribute => vec![st.distribute_topic.clone()],
         Stage::Write | Stage::Api => vec![st.decisions_topic.clone()],
-    };
-    let names: Vec<&str> = consumed.iter().map(String::as_str).collect();
-    let group = match stage {
+    }
+}
+
+/// The stage's consumer group.
+fn group(stage: Stage, cfg: &AppConfig, store: &Store) -> anyhow::Result<String> {
+    let k = &cfg.kafka;
+    let st = &k.stages;
+    Ok(match stage {
         Stage::Ingest => k.group_id.clone(),
         Stage::Assign => st.assign_group.clone(),
         Stage::Match => st.match_group.clone(),
         Stage::Distribute => st.distribute_group.clone(),
         Stage::Write => st.write_group.clone(),
-        Stage::Api => api_group(&store, &st.api_group)?,
-    };
-    let source = KafkaSource::subscribe(&k.bus_for(&group), &names).map_err(err)?;
+        Stage::Api => api_group(store, &st.api_group)?,
+    })
+}
 
-    match stage {
-        Stage::Ingest => {
-            let s = IngestStage {
-                store: store.clone(),
-                source,
-                sink: sink()?,
-                events_topic: st.events_topic.clone(),
-                dlq_topic: k.dlq_topic.clone(),
-                formats: k
-                    .sources
-                    .iter()
-                    .filter_map(|s| Some((s.topic.clone(), s.format.parse().ok()?)))
-                    .collect(),
-                metrics: metrics.clone(),
-            };
-            tasks.push(spawn_stage(s, st.max_chunk, linger, &stop_rx));
-        }
-        Stage::Assign | Stage::Match => {
-            let rules = load_rules(&cfg, &store)?;
-            let hydrator = hydrator(&cfg, &secrets, &store, &metrics, &mut tasks, &stop_rx)?;
-            let pipeline = Pipeline::new(
-                store.clone(),
-                rules,
-                FieldMaps::default(),
-                cfg.echo(),
-                hydrator,
-                metrics.clone(),
-            )?;
-            if stage == Stage::Match {
-                let accounts = TopicReader::table(&k.bus_for(&group), &st.accounts_topic)
-                    .await
-                    .map_err(err)?;
-                let topics = MatchTopics {
-                    distribute: st.distribute_topic.clone(),
-                    accounts: st.accounts_topic.clone(),
-                    dlq: k.dlq_topic.clone(),
-                };
-                let s = MatchStage::start(pipeline, source, sink()?, accounts, topics).await?;
-                tasks.push(spawn_stage(s, st.max_chunk, linger, &stop_rx));
-            } else {
-                let s = AssignStage::new(
-                    pipeline,
-                    source,
-                    sink()?,
-                    &st.decisions_topic,
-                    &k.dlq_topic,
-                    Some(cfg.sla.clone()),
-                );
-                tasks.push(spawn_stage(s, st.max_chunk, linger, &stop_rx));
+/// What the tasks of one stage process are wired with.
+struct Wiring<'a> {
+    cfg: &'a AppConfig,
+    secrets: &'a Secrets,
+    store: Arc<Store>,
+    metrics: Metrics,
+    stop_rx: watch::Receiver<bool>,
+    /// A task that fails says why here, and the process stops.
+    failed: tokio::sync::mpsc::Sender<String>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Wiring<'_> {
+    fn sink(&self) -> anyhow::Result<KafkaSink> {
+        KafkaSink::new(&self.cfg.kafka.bus()).map_err(err)
+    }
+
+    /// Runs a chunk stage until the process stops; its failure stops the process.
+    fn spawn<S: ChunkStage + 'static>(&mut self, s: S) {
+        let st = &self.cfg.kafka.stages;
+        let (max_chunk, linger) = (st.max_chunk, Duration::from_millis(st.linger_ms));
+        let stop = stopped(&self.stop_rx);
+        let failed = self.failed.clone();
+        self.tasks.push(tokio::spawn(async move {
+            if let Err(e) = stages::run(s, max_chunk, linger, stop).await {
+                error!(stage = S::NAME, error = %e, "stage stopped");
+                let _ = failed.send(format!("stage {} stopped: {e}", S::NAME)).await;
             }
-        }
-        Stage::Distribute => {
-            let rules = load_rules(&cfg, &store)?;
-            let topics = DistributeTopics {
-                distribute: st.distribute_topic.clone(),
-                changelog: st.changelog_topic.clone(),
-                decisions: st.decisions_topic.clone(),
-                events: st.events_topic.clone(),
-                accounts: st.accounts_topic.clone(),
-                dlq: k.dlq_topic.clone(),
-            };
-            let s = DistributeStage::start(
-                rules,
-                source,
-                sink()?,
-                k.bus_for(&group),
-                topics,
-                metrics.clone(),
-            )
-            .await?;
-            tasks.push(spawn_stage(s, st.max_chunk, linger, &stop_rx));
-        }
-        Stage::Write => {
-            let rules = load_rules(&cfg, &store)?;
-            let clients = clients(&cfg, &secrets)?;
-            let budgets = Budgets::new(&clients, &cfg.writer);
-            let ready = Arc::new(Notify::new());
-            // Changes left pending by a previous run go out right away.
-            ready.notify_one();
-            let s = WriteStage {
-                store: store.clone(),
-                source,
-                sink: sink()?,
-                dlq_topic: k.dlq_topic.clone(),
-                metrics: metrics.clone(),
-                outbox_ready: ready.clone(),
-            };
-            tasks.push(spawn_stage(s, st.max_chunk, linger, &stop_rx));
-            tasks.push(crate::cmd::run_writer::spawn(
-                store.clone(),
-                clients,
-                rules,
-                cfg.writer.clone(),
-                &metrics,
-                &budgets,
-                ready,
-                stopped(&stop_rx),
-            )?);
-        }
-        Stage::Api => {
-            let s = ReadModel {
-                store: store.clone(),
-                source,
-                sink: sink()?,
-                dlq_topic: k.dlq_topic.clone(),
-                metrics: metrics.clone(),
-            };
-            tasks.push(spawn_stage(s, st.max_chunk, linger, &stop_rx));
-            app = crate::cmd::run::api_router(&cfg, &secrets, store.clone(), metrics.clone())?;
-        }
+        }));
     }
 
-    tasks.push(crate::cmd::run::spawn_http(listener, app, &stop_rx));
-    println!(
-        "allot serve {} (group {group}, consuming {}) — http://{addr}/healthz, /readyz, /metrics; store {}",
-        stage.name(),
-        consumed.join(", "),
-        cfg.store.path.display()
-    );
-    signalled().await;
-    info!(stage = stage.name(), "shutting down");
-    let _ = stop_tx.send(true);
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+    /// Starts the stage's tasks; the API router when the stage serves it.
+    async fn start(
+        &mut self,
+        stage: Stage,
+        source: KafkaSource,
+        group: &str,
+    ) -> anyhow::Result<Option<axum::Router>> {
+        match stage {
+            Stage::Ingest => self.ingest(source)?,
+            Stage::Assign => self.assign(source)?,
+            Stage::Match => self.matching(source, group).await?,
+            Stage::Distribute => self.distribute(source, group).await?,
+            Stage::Write => self.write(source)?,
+            Stage::Api => return self.api(source).map(Some),
+        }
+        Ok(None)
     }
-    store.flush().map_err(err)?;
-    println!("allot serve {} stopped", stage.name());
-    Ok(())
+
+    fn ingest(&mut self, source: KafkaSource) -> anyhow::Result<()> {
+        let k = &self.cfg.kafka;
+        let s = IngestStage {
+            store: self.store.clone(),
+            source,
+            sink: self.sink()?,
+            events_topic: k.stages.events_topic.clone(),
+            dlq_topic: k.dlq_topic.clone(),
+            formats: k
+                .sources
+                .iter()
+                .filter_map(|s| Some((s.topic.clone(), s.format.parse().ok()?)))
+                .collect(),
+            metrics: self.metrics.clone(),
+        };
+        self.spawn(s);
+        Ok(())
+    }
+
+    /// The pipeline of assign and match: rules, hydration, echoes.
+    fn pipeline(&mut self) -> anyhow::Result<Pipeline> {
+        let rules = load_rules(self.cfg, &self.store)?;
+        let hydrator = hydrator(
+            self.cfg,
+            self.secrets,
+            &self.store,
+            &self.metrics,
+            &mut self.tasks,
+            &self.stop_rx,
+        )?;
+        Ok(Pipeline::new(
+            self.store.clone(),
+            rules,
+            FieldMaps::default(),
+            self.cfg.echo(),
+            hydrator,
+            self.metrics.clone(),
+        )?)
+    }
+
+    fn assign(&mut self, source: KafkaSource) -> anyhow::Result<()> {
+        let pipeline = self.pipeline()?;
+        let (k, cfg) = (&self.cfg.kafka, self.cfg);
+        let s = AssignStage::new(
+            pipeline,
+            source,
+            self.sink()?,
+            &k.stages.decisions_topic,
+            &k.dlq_topic,
+            Some(cfg.sla.clone()),
+        );
+        self.spawn(s);
+        Ok(())
+    }
+
+    async fn matching(&mut self, source: KafkaSource, group: &str) -> anyhow::Result<()> {
+        let pipeline = self.pipeline()?;
+        let k = &self.cfg.kafka;
+        let st = &k.stages;
+        let accounts = TopicReader::table(&k.bus_for(group), &st.accounts_topic)
+            .await
+            .map_err(err)?;
+        let topics = MatchTopics {
+            distribute: st.distribute_topic.clone(),
+            accounts: st.accounts_topic.clone(),
+            dlq: k.dlq_topic.clone(),
+        };
+        let s = MatchStage::start(pipeline, source, self.sink()?, accounts, topics).await?;
+        self.spawn(s);
+        Ok(())
+    }
+
+    async fn distribute(&mut self, source: KafkaSource, group: &str) -> anyhow::Result<()> {
+        let rules = load_rules(self.cfg, &self.store)?;
+        let k = &self.cfg.kafka;
+        let st = &k.stages;
+        let topics = DistributeTopics {
+            distribute: st.distribute_topic.clone(),
+            changelog: st.changelog_topic.clone(),
+            decisions: st.decisions_topic.clone(),
+            events: st.events_topic.clone(),
+            accounts: st.accounts_topic.clone(),
+            dlq: k.dlq_topic.clone(),
+        };
+        let s = DistributeStage::start(
+            rules,
+            source,
+            self.sink()?,
+            k.bus_for(group),
+            topics,
+            self.metrics.clone(),
+        )
+        .await?;
+        self.spawn(s);
+        Ok(())
+    }
+
+    /// The outbox from decisions, the writer, and the forwarder of owner
+    /// refusals back to the events topic.
+    fn write(&mut self, source: KafkaSource) -> anyhow::Result<()> {
+        let cfg = self.cfg;
+        let clients = clients(cfg, self.secrets)?;
+        let budgets = Budgets::new(&clients, &cfg.writer);
+        let ready = Arc::new(Notify::new());
+        // Changes left pending by a previous run go out right away.
+        ready.notify_one();
+        let s = WriteStage {
+            store: self.store.clone(),
+            source,
+            sink: self.sink()?,
+            dlq_topic: cfg.kafka.dlq_topic.clone(),
+            metrics: self.metrics.clone(),
+            outbox_ready: ready.clone(),
+        };
+        self.spawn(s);
+        let forward = allot_services::stages::write::forward_refusals(
+            self.store.clone(),
+            self.sink()?,
+            cfg.kafka.stages.events_topic.clone(),
+            stopped(&self.stop_rx),
+        );
+        let failed = self.failed.clone();
+        self.tasks.push(tokio::spawn(async move {
+            if let Err(e) = forward.await {
+                error!(error = %e, "owner refusals are no longer forwarded");
+                let _ = failed.send(format!("forwarding owner refusals: {e}")).await;
+            }
+        }));
+        self.tasks.push(crate::cmd::run_writer::spawn(
+            self.store.clone(),
+            clients,
+            cfg.writer.clone(),
+            &self.metrics,
+            &budgets,
+            ready,
+            stopped(&self.stop_rx),
+        )?);
+        Ok(())
+    }
+
+    fn api(&mut self, source: KafkaSource) -> anyhow::Result<axum::Router> {
+        let s = ReadModel {
+            store: self.store.clone(),
+            source,
+            sink: self.sink()?,
+            dlq_topic: self.cfg.kafka.dlq_topic.clone(),
+            metrics: self.metrics.clone(),
+        };
+        self.spawn(s);
+        crate::cmd::run::api_router(
+            self.cfg,
+            self.secrets,
+            self.store.clone(),
+            self.metrics.clone(),
+        )
+    }
 }
 
 /// The hydrator of a stage that merges records: reading parked records
@@ -355,20 +487,6 @@ fn api_group(store: &Store, prefix: &str) -> anyhow::Result<String> {
         }
     };
     Ok(id)
-}
-
-fn spawn_stage<S: ChunkStage + 'static>(
-    s: S,
-    max_chunk: usize,
-    linger: Duration,
-    stop_rx: &watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    let stop = stopped(stop_rx);
-    tokio::spawn(async move {
-        if let Err(e) = stages::run(s, max_chunk, linger, stop).await {
-            error!(stage = S::NAME, error = %e, "stage stopped");
-        }
-    })
 }
 
 /// The rules at `rules.path`, recorded as a version in this process's store.
