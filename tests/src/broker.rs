@@ -28,10 +28,22 @@ pub struct Broker {
     tansu: Option<Tansu>,
 }
 
+/// Where a started tansu keeps its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// SQLite in the broker's directory: survives [`Broker::restart`].
+    Sqlite,
+    /// tansu's in-memory engine: lost on restart, and several times the
+    /// throughput on a small machine (one SQLite writer is the bottleneck
+    /// when many stages produce and commit at once).
+    Memory,
+}
+
 /// A tansu process and the files it owns.
 struct Tansu {
     binary: PathBuf,
     port: u16,
+    storage: Storage,
     /// Holds `tansu.db` and `tansu.log`; removed on drop, after the process.
     dir: tempfile::TempDir,
     child: Child,
@@ -46,6 +58,17 @@ impl Broker {
 
     /// [`Broker::start`], returning the failure.
     pub fn try_start() -> Result<Broker> {
+        Broker::try_start_with(Storage::Sqlite)
+    }
+
+    /// [`Broker::start`] on tansu's in-memory engine (see [`Storage::Memory`]).
+    pub fn start_in_memory() -> Broker {
+        Broker::try_start_with(Storage::Memory)
+            .unwrap_or_else(|e| panic!("test broker did not start: {e:#}"))
+    }
+
+    /// [`Broker::try_start`] with the storage a started tansu uses.
+    pub fn try_start_with(storage: Storage) -> Result<Broker> {
         if let Ok(bootstrap) = std::env::var(BOOTSTRAP_ENV) {
             if !bootstrap.trim().is_empty() {
                 let broker = Broker {
@@ -66,10 +89,11 @@ impl Broker {
         loop {
             attempt += 1;
             let port = free_port()?;
-            let child = spawn(&binary, dir.path(), port)?;
+            let child = spawn(&binary, dir.path(), port, storage)?;
             let mut tansu = Tansu {
                 binary: binary.clone(),
                 port,
+                storage,
                 dir,
                 child,
             };
@@ -126,7 +150,7 @@ impl Broker {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             tansu.kill();
-            tansu.child = spawn(&tansu.binary, tansu.dir.path(), tansu.port)?;
+            tansu.child = spawn(&tansu.binary, tansu.dir.path(), tansu.port, tansu.storage)?;
             // Rebinding the port can race with the old listener going away:
             // retry the spawn until the deadline.
             let attempt = (Instant::now() + Duration::from_secs(10)).min(deadline);
@@ -264,7 +288,7 @@ fn free_port() -> Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-fn spawn(binary: &Path, dir: &Path, port: u16) -> Result<Child> {
+fn spawn(binary: &Path, dir: &Path, port: u16, storage: Storage) -> Result<Child> {
     let url = format!("tcp://127.0.0.1:{port}");
     let log = File::options()
         .create(true)
@@ -280,7 +304,13 @@ fn spawn(binary: &Path, dir: &Path, port: u16) -> Result<Child> {
         // tansu 0.6.0 resolves the sqlite path against its working directory
         // even when absolute (`sqlite:///tmp/d/x.db` opens `./tmp/d/x.db`), so
         // name the file relative to `dir`, where it runs.
-        .args(["--storage-engine", "sqlite://tansu.db"])
+        .args([
+            "--storage-engine",
+            match storage {
+                Storage::Sqlite => "sqlite://tansu.db",
+                Storage::Memory => "memory://tansu/",
+            },
+        ])
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(err)

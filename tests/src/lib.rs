@@ -17,7 +17,7 @@
 pub mod broker;
 pub mod names;
 
-pub use broker::{find_tansu, Broker, BOOTSTRAP_ENV};
+pub use broker::{find_tansu, Broker, Storage, BOOTSTRAP_ENV};
 pub use names::unique;
 
 /// `session.timeout.ms` for test consumers: a dead member's partitions move
