@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use allot_crm::{
     CrmClient, HubSpotAuth, HubSpotClient, HubSpotConfig, SalesforceAuth, SalesforceClient,
     SalesforceConfig,
 };
-use allot_emulator::{Emulator, EmulatorOptions, EventSink, Seed};
+use allot_emulator::{EmittedEvent, Emulator, EmulatorOptions, EventSink, Seed};
 use allot_rules::RuleSet;
 use allot_services::admin::{AdminCtx, Auth};
 use allot_services::api::{self, ApiState};
@@ -32,6 +33,7 @@ use allot_services::webhooks::{self, KafkaTarget, WebhookState};
 use allot_store::Store;
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::{watch, Notify};
 use tracing::{error, info, warn};
 
@@ -98,19 +100,92 @@ pub fn spawn_http(
 
 async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> anyhow::Result<()> {
     if cfg.crm.mode == CrmMode::Emulator {
-        // The emulator's org lives in memory and starts afresh (same ids, same
-        // replay ids), so its state must too: a separate store, cleared.
-        let mut p = cfg.store.path.clone().into_os_string();
-        p.push("-emulator");
-        cfg.store.path = PathBuf::from(p);
-        if cfg.store.path.exists() {
-            std::fs::remove_dir_all(&cfg.store.path)
-                .with_context(|| format!("cannot clear {}", cfg.store.path.display()))?;
-        }
+        use_emulator_store(&mut cfg)?;
     }
     std::fs::create_dir_all(&cfg.store.path)
         .with_context(|| format!("cannot create {}", cfg.store.path.display()))?;
     let store = Arc::new(Store::open(&cfg.store.path).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let rules = Arc::new(startup_rules(&cfg, &store)?);
+    let metrics = Metrics::new();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let api_listener = TcpListener::bind(cfg.api.listen)
+        .await
+        .with_context(|| format!("api.listen {}", cfg.api.listen))?;
+    let api_addr = api_listener.local_addr()?;
+    let mut w = Wiring {
+        cfg: &cfg,
+        secrets: &secrets,
+        store: store.clone(),
+        rules: rules.clone(),
+        metrics,
+        stop_rx: stop_rx.clone(),
+        api_addr,
+        tasks: Vec::new(),
+    };
+
+    // The CRM: the emulator, or the real ones.
+    let crm = match cfg.crm.mode == CrmMode::Emulator {
+        true => w.emulator().await?,
+        false => Crms {
+            clients: real_clients(&cfg, &secrets)?,
+            emulator_url: None,
+            hubspot_secret: secrets.hubspot_client_secret.clone(),
+        },
+    };
+    w.check_owners(&crm.clients);
+
+    // One request budget per CRM: hydration reads and owner writes share it.
+    let budgets = Budgets::new(&crm.clients, &cfg.writer);
+    let pipeline = w.pipeline(&crm.clients, &budgets)?;
+    let outbox_ready = Arc::new(Notify::new());
+    let control = match cfg.kafka.enabled {
+        true => {
+            w.kafka_ingest(pipeline, &outbox_ready).await?;
+            ControlHandle::Unavailable(
+                "in Kafka mode the pipeline owner takes no commands yet".into(),
+            )
+        }
+        false => w.embedded_ingest(pipeline, &outbox_ready, &crm.clients, &budgets),
+    };
+    w.tasks.push(crate::cmd::run_writer::spawn(
+        store.clone(),
+        crm.clients.clone(),
+        cfg.writer.clone(),
+        &w.metrics,
+        &budgets,
+        outbox_ready,
+        stopped(&stop_rx),
+    )?);
+    w.prune_dedupe();
+
+    let app = w.app(crm.hubspot_secret, control)?;
+    w.tasks.push(spawn_http(api_listener, app, &stop_rx));
+    print_banner(&cfg, &rules, api_addr, crm.emulator_url.as_deref());
+    if let (Some(url), true) = (&crm.emulator_url, cfg.emulator.demo_stream) {
+        w.demo_stream(url);
+    }
+    let tasks = w.tasks;
+    until_stopped(for_secs).await;
+    shut_down(stop_tx, tasks, &store, &cfg).await
+}
+
+/// Points `store.path` at `<store.path>-emulator` and clears it: the
+/// emulator's org lives in memory and starts afresh (same ids, same replay
+/// ids), so its state must too.
+fn use_emulator_store(cfg: &mut AppConfig) -> anyhow::Result<()> {
+    let mut p = cfg.store.path.clone().into_os_string();
+    p.push("-emulator");
+    cfg.store.path = PathBuf::from(p);
+    if cfg.store.path.exists() {
+        std::fs::remove_dir_all(&cfg.store.path)
+            .with_context(|| format!("cannot clear {}", cfg.store.path.display()))?;
+    }
+    Ok(())
+}
+
+/// Reads and checks the rules at `rules.path` (logging their warnings) and
+/// returns the rules in force in `store`.
+fn startup_rules(cfg: &AppConfig, store: &Store) -> anyhow::Result<RuleSet> {
     let rules_text = std::fs::read_to_string(&cfg.rules.path)
         .with_context(|| format!("cannot read rules {}", cfg.rules.path.display()))?;
     let origin = cfg.rules.path.display().to_string();
@@ -119,65 +194,85 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
     for w in &file_rules.warnings {
         warn!(warning = %w.render(&origin), "rules");
     }
-    let rules = Arc::new(rules_in_force(&store, file_rules, &rules_text, &origin)?);
-    let metrics = Metrics::new();
-    let kafka_mode = cfg.kafka.enabled;
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let api_listener = TcpListener::bind(cfg.api.listen)
-        .await
-        .with_context(|| format!("api.listen {}", cfg.api.listen))?;
-    let api_addr = api_listener.local_addr()?;
+    rules_in_force(store, file_rules, &rules_text, &origin)
+}
 
-    // The CRM: the emulator, or the real ones.
-    let mut tasks = Vec::new();
-    let mut hubspot_secret = secrets.hubspot_client_secret.clone();
-    let (clients, emulator_url) = if cfg.crm.mode == CrmMode::Emulator {
+/// The CRM clients `allot run` works with, and what the API needs of them.
+struct Crms {
+    clients: Vec<CrmClient>,
+    /// The built-in emulator's base URL, when it runs.
+    emulator_url: Option<String>,
+    /// The secret HubSpot webhook signatures are checked with.
+    hubspot_secret: Option<String>,
+}
+
+/// What the tasks of `allot run` are wired with.
+struct Wiring<'a> {
+    cfg: &'a AppConfig,
+    secrets: &'a Secrets,
+    store: Arc<Store>,
+    rules: Arc<RuleSet>,
+    metrics: Metrics,
+    stop_rx: watch::Receiver<bool>,
+    /// Where the API (and webhooks) listen.
+    api_addr: SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Wiring<'_> {
+    /// Starts the built-in CRM emulator and the forwarder of its change
+    /// events; returns clients of both its CRMs.
+    async fn emulator(&mut self) -> anyhow::Result<Crms> {
+        let cfg = self.cfg;
         let listener = TcpListener::bind(cfg.emulator.listen)
             .await
             .with_context(|| format!("emulator.listen {}", cfg.emulator.listen))?;
         let url = format!("http://{}", listener.local_addr()?);
         let mut seed = Seed::load(&cfg.emulator.seed).map_err(|e| anyhow::anyhow!("{e}"))?;
         seed.generate(cfg.emulator.generate);
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let mut opts = EmulatorOptions {
-            webhook_url: (!kafka_mode).then(|| format!("http://{api_addr}/webhooks/hubspot")),
+            webhook_url: (!cfg.kafka.enabled)
+                .then(|| format!("http://{}/webhooks/hubspot", self.api_addr)),
             events: EventSink::Channel(tx),
             ..EmulatorOptions::default()
         };
         if let Ok(app) = cfg.ingest.hubspot_app_id.parse() {
             opts.hubspot_app_id = app;
         }
-        hubspot_secret = Some(opts.hubspot_client_secret.clone());
-        let sf = SalesforceConfig {
-            call_options_client: cfg.ingest.salesforce_client_id.clone(),
-            ..SalesforceConfig::new(
-                &url,
-                SalesforceAuth::ClientCredentials {
-                    client_id: opts.salesforce_client_id.clone(),
-                    client_secret: opts.salesforce_client_secret.clone(),
-                },
-            )
-        };
-        let hs = HubSpotConfig::new(
-            &url,
-            HubSpotAuth::PrivateApp {
-                token: opts.hubspot_private_app_token.clone().unwrap_or_default(),
-            },
-        );
+        let hubspot_secret = Some(opts.hubspot_client_secret.clone());
+        let (sf, hs) = emulator_configs(&url, &opts, &cfg.ingest.salesforce_client_id);
         let emulator = Emulator::new(seed, opts);
-        tasks.push(tokio::spawn({
-            let stop = stopped(&stop_rx);
+        self.tasks.push(tokio::spawn({
+            let stop = stopped(&self.stop_rx);
             async move {
                 if let Err(e) = emulator.serve(listener, stop).await {
                     error!(error = %e, "emulator stopped");
                 }
             }
         }));
-        // Change events from the emulator go where a connector would put them:
-        // Kafka topics in Kafka mode; else Salesforce CDC into the log (HubSpot
-        // events arrive as signed webhooks).
-        let log_store = store.clone();
-        let producer = match kafka_mode {
+        self.forward_emulator_events(rx)?;
+        let clients = vec![
+            CrmClient::Salesforce(SalesforceClient::new(sf)?),
+            CrmClient::HubSpot(HubSpotClient::new(hs)?),
+        ];
+        Ok(Crms {
+            clients,
+            emulator_url: Some(url),
+            hubspot_secret,
+        })
+    }
+
+    /// Sends change events from the emulator where a connector would put
+    /// them: Kafka topics in Kafka mode; else Salesforce CDC into the log
+    /// (HubSpot events arrive as signed webhooks).
+    fn forward_emulator_events(
+        &mut self,
+        rx: UnboundedReceiver<EmittedEvent>,
+    ) -> anyhow::Result<()> {
+        let cfg = self.cfg;
+        let log_store = self.store.clone();
+        let producer = match cfg.kafka.enabled {
             true => Some(KafkaSink::new(&cfg.kafka.bus()).map_err(|e| anyhow::anyhow!("{e}"))?),
             false => None,
         };
@@ -185,87 +280,57 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
             cfg.kafka.topic_for("salesforce").map(str::to_string),
             cfg.kafka.topic_for("hubspot").map(str::to_string),
         );
-        tasks.push(tokio::spawn(async move {
-            while let Some(ev) = rx.recv().await {
-                if let Some(producer) = &producer {
-                    let topic = if ev.crm == Crm::Salesforce { &topics.0 } else { &topics.1 };
-                    match topic {
-                        Some(t) => {
-                            if let Err(e) = producer.send(t, ev.key.as_bytes(), &ev.body, &[]).await {
-                                error!(error = %e, topic = %t, "cannot produce an emulator change event");
-                            }
-                        }
-                        None => warn!(crm = %ev.crm, "no kafka source topic for this crm's events"),
-                    }
-                    continue;
-                }
-                if ev.crm != Crm::Salesforce {
-                    continue;
-                }
-                let entry = RawEntry {
-                    v: 1,
-                    format: "salesforce".into(),
-                    source: "emulator:salesforce".into(),
-                    received_at: allot_services::now_ms(),
-                    body: String::from_utf8_lossy(&ev.body).into_owned(),
-                };
-                let s = log_store.clone();
-                let appended = tokio::task::spawn_blocking(move || {
-                    serde_json::to_vec(&entry).map(|b| s.log(RAW_LOG).append(&b))
-                })
-                .await;
-                if !matches!(appended, Ok(Ok(Ok(_)))) {
-                    error!("cannot log an emulator change event");
-                }
-            }
-        }));
-        let clients = vec![
-            CrmClient::Salesforce(SalesforceClient::new(sf)?),
-            CrmClient::HubSpot(HubSpotClient::new(hs)?),
-        ];
-        (clients, Some(url))
-    } else {
-        (real_clients(&cfg, &secrets)?, None)
-    };
+        self.tasks.push(tokio::spawn(forward_events(
+            rx, producer, topics, log_store,
+        )));
+        Ok(())
+    }
 
-    {
-        // Report reps the CRMs do not know (or have deactivated) before routing.
-        let (rules, clients) = (rules.clone(), clients.clone());
-        tasks.push(tokio::spawn(async move {
+    /// Reports reps the CRMs do not know (or have deactivated) before routing.
+    fn check_owners(&mut self, clients: &[CrmClient]) {
+        let (rules, clients) = (self.rules.clone(), clients.to_vec());
+        self.tasks.push(tokio::spawn(async move {
             crate::cmd::check_owners::check(&rules, &clients).await
         }));
     }
 
-    let echo = cfg.echo();
-    // One request budget per CRM: hydration reads and owner writes share it.
-    let budgets = Budgets::new(&clients, &cfg.writer);
-    let hydrator = if cfg.ingest.hydrate {
-        let (hydrator, worker) = Hydrator::start(
-            store.clone(),
-            clients.clone(),
-            budgets.clone(),
-            ReadPolicy::from_writer(&cfg.writer),
-            cfg.crm.hydration(),
-            metrics.clone(),
-        );
-        tasks.push(tokio::spawn(worker.run(stopped(&stop_rx))));
-        hydrator
-    } else {
-        Hydrator::Off
-    };
-    let pipeline = Pipeline::new(
-        store.clone(),
-        rules.clone(),
-        FieldMaps::default(),
-        echo,
-        hydrator,
-        metrics.clone(),
-    )?;
-    let outbox_ready = Arc::new(Notify::new());
-    let mut control =
-        ControlHandle::Unavailable("in Kafka mode the pipeline owner takes no commands yet".into());
-    if kafka_mode {
-        let k = &cfg.kafka;
+    /// The pipeline over the rules in force, with its hydrator (reading
+    /// parked records within `budgets`) or without when `ingest.hydrate` is off.
+    fn pipeline(&mut self, clients: &[CrmClient], budgets: &Budgets) -> anyhow::Result<Pipeline> {
+        let cfg = self.cfg;
+        let hydrator = if cfg.ingest.hydrate {
+            let (hydrator, worker) = Hydrator::start(
+                self.store.clone(),
+                clients.to_vec(),
+                budgets.clone(),
+                ReadPolicy::from_writer(&cfg.writer),
+                cfg.crm.hydration(),
+                self.metrics.clone(),
+            );
+            self.tasks
+                .push(tokio::spawn(worker.run(stopped(&self.stop_rx))));
+            hydrator
+        } else {
+            Hydrator::Off
+        };
+        Ok(Pipeline::new(
+            self.store.clone(),
+            self.rules.clone(),
+            FieldMaps::default(),
+            cfg.echo(),
+            hydrator,
+            self.metrics.clone(),
+        )?)
+    }
+
+    /// Kafka mode: creates the source and dead-letter topics when missing and
+    /// runs the pipeline over the source topics.
+    async fn kafka_ingest(
+        &mut self,
+        pipeline: Pipeline,
+        outbox_ready: &Arc<Notify>,
+    ) -> anyhow::Result<()> {
+        let k = &self.cfg.kafka;
         let mut topics: Vec<(&str, i32)> = k
             .sources
             .iter()
@@ -277,7 +342,7 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let names: Vec<&str> = k.sources.iter().map(|s| s.topic.as_str()).collect();
         let ingest = KafkaIngest {
-            store: store.clone(),
+            store: self.store.clone(),
             pipeline,
             source: KafkaSource::subscribe(&k.bus(), &names).map_err(|e| anyhow::anyhow!("{e}"))?,
             sink: KafkaSink::new(&k.bus()).map_err(|e| anyhow::anyhow!("{e}"))?,
@@ -287,107 +352,226 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
                 .iter()
                 .filter_map(|s| Some((s.topic.clone(), s.format.parse().ok()?)))
                 .collect(),
-            max_chunk: cfg.ingest.max_chunk,
+            max_chunk: self.cfg.ingest.max_chunk,
             linger: Duration::from_millis(5),
             outbox_ready: outbox_ready.clone(),
         };
-        tasks.push(tokio::spawn({
-            let stop = stopped(&stop_rx);
+        self.tasks.push(tokio::spawn({
+            let stop = stopped(&self.stop_rx);
             async move {
                 if let Err(e) = ingest.run(stop).await {
                     error!(error = %e, "kafka ingest stopped");
                 }
             }
         }));
-    } else {
+        Ok(())
+    }
+
+    /// Embedded mode: runs the pipeline over the embedded log, with the
+    /// controller taking commands; returns the API's handle to it.
+    fn embedded_ingest(
+        &mut self,
+        pipeline: Pipeline,
+        outbox_ready: &Arc<Notify>,
+        clients: &[CrmClient],
+        budgets: &Budgets,
+    ) -> ControlHandle {
+        let cfg = self.cfg;
+        let (control, inbox) = ControlHandle::channel();
+        let controller = Controller::new(
+            Some(inbox),
+            self.rules.clone(),
+            cfg.rules.realign_rate_per_sec,
+        )
+        .with_sync(SyncCtx {
+            clients: clients.to_vec(),
+            budgets: budgets.clone(),
+            policy: allot_services::reader::ReadPolicy::from_writer(&cfg.writer),
+            bulk_threshold: cfg.crm.salesforce.bulk_threshold,
+        });
         let ingest = EmbeddedIngest {
-            store: store.clone(),
+            store: self.store.clone(),
             pipeline,
             outbox_ready: outbox_ready.clone(),
             max_chunk: cfg.ingest.max_chunk,
             sla: Some(cfg.sla.clone()).filter(|s| s.enabled),
-            control: {
-                let (handle, inbox) = ControlHandle::channel();
-                control = handle;
-                Some(
-                    Controller::new(Some(inbox), rules.clone(), cfg.rules.realign_rate_per_sec)
-                        .with_sync(SyncCtx {
-                            clients: clients.clone(),
-                            budgets: budgets.clone(),
-                            policy: allot_services::reader::ReadPolicy::from_writer(&cfg.writer),
-                            bulk_threshold: cfg.crm.salesforce.bulk_threshold,
-                        }),
-                )
-            },
+            control: Some(controller),
         };
-        tasks.push(tokio::spawn({
-            let stop = stopped(&stop_rx);
+        self.tasks.push(tokio::spawn({
+            let stop = stopped(&self.stop_rx);
             async move {
                 if let Err(e) = ingest.run(stop).await {
                     error!(error = %e, "ingest stopped");
                 }
             }
         }));
+        control
     }
-    tasks.push(crate::cmd::run_writer::spawn(
-        store.clone(),
-        clients.clone(),
-        cfg.writer.clone(),
-        &metrics,
-        &budgets,
-        outbox_ready,
-        stopped(&stop_rx),
-    )?);
 
-    // Keep the dedupe window bounded by age and count.
-    tasks.push(tokio::spawn({
-        let (store, mut stop) = (store.clone(), Box::pin(stopped(&stop_rx)));
-        let max_age = i64::try_from(cfg.ingest.dedupe_max_age_hours).unwrap_or(72) * 3_600_000;
-        let max_entries = cfg.ingest.dedupe_max_entries;
-        async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-                    _ = &mut stop => return,
-                }
-                let s = store.clone();
-                match tokio::task::spawn_blocking(move || {
-                    s.prune_seen(allot_services::now_ms(), max_age, max_entries)
-                })
-                .await
-                {
-                    Ok(Ok(n)) if n > 0 => info!(pruned = n, "dedupe window pruned"),
-                    Ok(Err(e)) => warn!(error = %e, "dedupe prune failed"),
-                    _ => {}
+    /// Keeps the dedupe window bounded by age and count (pruned every minute).
+    fn prune_dedupe(&mut self) {
+        let cfg = self.cfg;
+        self.tasks.push(tokio::spawn({
+            let (store, mut stop) = (self.store.clone(), Box::pin(stopped(&self.stop_rx)));
+            let max_age = i64::try_from(cfg.ingest.dedupe_max_age_hours).unwrap_or(72) * 3_600_000;
+            let max_entries = cfg.ingest.dedupe_max_entries;
+            async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                        _ = &mut stop => return,
+                    }
+                    let s = store.clone();
+                    match tokio::task::spawn_blocking(move || {
+                        s.prune_seen(allot_services::now_ms(), max_age, max_entries)
+                    })
+                    .await
+                    {
+                        Ok(Ok(n)) if n > 0 => info!(pruned = n, "dedupe window pruned"),
+                        Ok(Err(e)) => warn!(error = %e, "dedupe prune failed"),
+                        _ => {}
+                    }
                 }
             }
-        }
-    }));
-
-    let hooks = WebhookState {
-        store: store.clone(),
-        metrics: metrics.clone(),
-        hubspot_secret,
-        public_url: Some(cfg.api.public_url.clone()).filter(|s| !s.is_empty()),
-        ingest_token: secrets.ingest_token.clone(),
-        kafka: match kafka_mode {
-            true => Some(KafkaTarget {
-                sink: KafkaSink::new(&cfg.kafka.bus()).map_err(|e| anyhow::anyhow!("{e}"))?,
-                topics: ["hubspot", "salesforce", "native"]
-                    .iter()
-                    .filter_map(|f| Some((f.to_string(), cfg.kafka.topic_for(f)?.to_string())))
-                    .collect(),
-            }),
-            false => None,
-        },
-    };
-    if hooks.hubspot_secret.is_none() {
-        warn!("no HubSpot client secret: webhook signatures are NOT checked");
+        }));
     }
-    let app = api_router_with(&cfg, &secrets, store.clone(), metrics.clone(), control)?
-        .merge(webhooks::router(hooks));
-    tasks.push(spawn_http(api_listener, app, &stop_rx));
 
+    /// The API with the pipeline owner's `control`, merged with the webhook
+    /// endpoints (signatures checked with `hubspot_secret`).
+    fn app(
+        &self,
+        hubspot_secret: Option<String>,
+        control: ControlHandle,
+    ) -> anyhow::Result<axum::Router> {
+        let cfg = self.cfg;
+        let hooks = WebhookState {
+            store: self.store.clone(),
+            metrics: self.metrics.clone(),
+            hubspot_secret,
+            public_url: Some(cfg.api.public_url.clone()).filter(|s| !s.is_empty()),
+            ingest_token: self.secrets.ingest_token.clone(),
+            kafka: match cfg.kafka.enabled {
+                true => Some(KafkaTarget {
+                    sink: KafkaSink::new(&cfg.kafka.bus()).map_err(|e| anyhow::anyhow!("{e}"))?,
+                    topics: ["hubspot", "salesforce", "native"]
+                        .iter()
+                        .filter_map(|f| Some((f.to_string(), cfg.kafka.topic_for(f)?.to_string())))
+                        .collect(),
+                }),
+                false => None,
+            },
+        };
+        if hooks.hubspot_secret.is_none() {
+            warn!("no HubSpot client secret: webhook signatures are NOT checked");
+        }
+        Ok(api_router_with(
+            cfg,
+            self.secrets,
+            self.store.clone(),
+            self.metrics.clone(),
+            control,
+        )?
+        .merge(webhooks::router(hooks)))
+    }
+
+    /// Feeds the demo stream of new records into the emulator at `url`.
+    fn demo_stream(&mut self, url: &str) {
+        let names = self
+            .rules
+            .reps
+            .iter()
+            .filter_map(|r| r.name.clone().map(|n| (r.id.clone(), n)))
+            .collect();
+        self.tasks.push(tokio::spawn(crate::cmd::demo::stream(
+            url.to_string(),
+            format!("http://{}", self.api_addr),
+            self.cfg.emulator.demo_records,
+            names,
+            stopped(&self.stop_rx),
+        )));
+    }
+}
+
+/// The Salesforce and HubSpot client configurations for the emulator at
+/// `url` started with `opts`.
+fn emulator_configs(
+    url: &str,
+    opts: &EmulatorOptions,
+    call_options_client: &str,
+) -> (SalesforceConfig, HubSpotConfig) {
+    let sf = SalesforceConfig {
+        call_options_client: call_options_client.to_string(),
+        ..SalesforceConfig::new(
+            url,
+            SalesforceAuth::ClientCredentials {
+                client_id: opts.salesforce_client_id.clone(),
+                client_secret: opts.salesforce_client_secret.clone(),
+            },
+        )
+    };
+    let hs = HubSpotConfig::new(
+        url,
+        HubSpotAuth::PrivateApp {
+            token: opts.hubspot_private_app_token.clone().unwrap_or_default(),
+        },
+    );
+    (sf, hs)
+}
+
+/// Passes each emulator change event on: produced to its CRM's topic when
+/// there is a `producer`, else (Salesforce only) appended to the raw log.
+async fn forward_events(
+    mut rx: UnboundedReceiver<EmittedEvent>,
+    producer: Option<KafkaSink>,
+    topics: (Option<String>, Option<String>),
+    log_store: Arc<Store>,
+) {
+    while let Some(ev) = rx.recv().await {
+        if let Some(producer) = &producer {
+            let topic = if ev.crm == Crm::Salesforce {
+                &topics.0
+            } else {
+                &topics.1
+            };
+            match topic {
+                Some(t) => {
+                    if let Err(e) = producer.send(t, ev.key.as_bytes(), &ev.body, &[]).await {
+                        error!(error = %e, topic = %t, "cannot produce an emulator change event");
+                    }
+                }
+                None => warn!(crm = %ev.crm, "no kafka source topic for this crm's events"),
+            }
+            continue;
+        }
+        if ev.crm != Crm::Salesforce {
+            continue;
+        }
+        let entry = RawEntry {
+            v: 1,
+            format: "salesforce".into(),
+            source: "emulator:salesforce".into(),
+            received_at: allot_services::now_ms(),
+            body: String::from_utf8_lossy(&ev.body).into_owned(),
+        };
+        let s = log_store.clone();
+        let appended = tokio::task::spawn_blocking(move || {
+            serde_json::to_vec(&entry).map(|b| s.log(RAW_LOG).append(&b))
+        })
+        .await;
+        if !matches!(appended, Ok(Ok(Ok(_)))) {
+            error!("cannot log an emulator change event");
+        }
+    }
+}
+
+/// Prints where `allot run` serves what, and how to stop it.
+fn print_banner(
+    cfg: &AppConfig,
+    rules: &RuleSet,
+    api_addr: SocketAddr,
+    emulator_url: Option<&str>,
+) {
+    let kafka_mode = cfg.kafka.enabled;
     println!(
         "allot is running (rules {}, store {})",
         rules.version,
@@ -415,26 +599,14 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
         ""
     };
     println!("  HubSpot webhooks  http://{api_addr}/webhooks/hubspot    Salesforce CDC  http://{api_addr}/webhooks/salesforce{into}");
-    if let Some(url) = &emulator_url {
+    if let Some(url) = emulator_url {
         println!("  CRM emulator      {url}   (/_emulator/owners, /_emulator/stats)");
     }
     println!("  Ctrl-C (or SIGTERM) stops it cleanly.");
-    if let (Some(url), true) = (&emulator_url, cfg.emulator.demo_stream) {
-        let names = rules
-            .reps
-            .iter()
-            .filter_map(|r| r.name.clone().map(|n| (r.id.clone(), n)))
-            .collect();
-        tasks.push(tokio::spawn(crate::cmd::demo::stream(
-            url.clone(),
-            format!("http://{api_addr}"),
-            cfg.emulator.demo_records,
-            names,
-            stopped(&stop_rx),
-        )));
-    }
+}
 
-    // Ctrl-C or SIGTERM stop it cleanly, --for-secs or not.
+/// Resolves on Ctrl-C or SIGTERM, or after `for_secs` seconds when set.
+async fn until_stopped(for_secs: Option<u64>) {
     let until = async {
         match for_secs {
             Some(s) => tokio::time::sleep(Duration::from_secs(s)).await,
@@ -445,6 +617,15 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
         () = until => {}
         () = crate::cmd::serve::signalled() => {}
     }
+}
+
+/// Signals shutdown, gives each task up to 10 s to finish, and flushes the store.
+async fn shut_down(
+    stop_tx: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    store: &Store,
+    cfg: &AppConfig,
+) -> anyhow::Result<()> {
     info!("shutting down");
     let _ = stop_tx.send(true);
     for t in tasks {
