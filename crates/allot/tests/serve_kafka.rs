@@ -12,7 +12,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,58 +19,9 @@ use allot_tests::{unique, Broker};
 use serde_json::{json, Value};
 
 mod common;
-use common::{wait_for, ROOT};
+use common::{spawn, wait_for, Proc, ROOT};
 
 /// A child process, SIGKILLed on drop.
-struct Proc {
-    child: Child,
-    url: String,
-}
-
-impl Proc {
-    fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Spawns `allot ARGS` and waits for the line naming its URL.
-fn spawn(args: &[&str], envs: &[(&str, String)], marker: &str) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_allot"))
-        .args(args)
-        .current_dir(ROOT)
-        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("ALLOT__TELEMETRY__LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .unwrap_or_else(|| panic!("allot {args:?} exited before printing {marker:?}"))
-            .unwrap();
-        if line.contains(marker) {
-            let w = line
-                .split_whitespace()
-                .find(|w| w.starts_with("http://"))
-                .unwrap();
-            let end = w[7..].find('/').map_or(w.len(), |i| i + 7);
-            break w[..end].trim_end_matches(',').to_string();
-        }
-    };
-    std::thread::spawn(move || lines.for_each(drop));
-    Proc { child, url }
-}
-
 /// A minimal OTLP/HTTP collector on loopback: keeps every JSON body POSTed
 /// to /v1/traces.
 fn collector() -> (String, Arc<Mutex<Vec<Value>>>) {

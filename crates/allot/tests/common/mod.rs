@@ -122,3 +122,56 @@ pub fn emulator(args: &[&str]) -> (Child, String) {
     std::thread::spawn(move || lines.for_each(drop));
     (child, url)
 }
+
+/// An allot process of a test (a stage, the emulator): SIGKILLed on drop.
+pub struct Proc {
+    pub child: Child,
+    /// The first URL it printed.
+    pub url: String,
+}
+
+impl Proc {
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Spawns `allot ARGS` and waits for the line naming its URL.
+/// `allot ARGS` from the repository root, once it printed a line holding
+/// `marker` (with the URL it serves).
+pub fn spawn(args: &[&str], envs: &[(&str, String)], marker: &str) -> Proc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_allot"))
+        .args(args)
+        .current_dir(ROOT)
+        .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("ALLOT__TELEMETRY__LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("allot {args:?} exited before printing {marker:?}"))
+            .unwrap();
+        if line.contains(marker) {
+            let w = line
+                .split_whitespace()
+                .find(|w| w.starts_with("http://"))
+                .unwrap();
+            let end = w[7..].find('/').map_or(w.len(), |i| i + 7);
+            break w[..end].trim_end_matches(',').to_string();
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    Proc { child, url }
+}
