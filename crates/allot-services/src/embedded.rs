@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 use tracing::{info, Instrument};
 
 use crate::control::{Controller, Envelope};
+use crate::owner::{Owner, SlaClock};
 use crate::pipeline::{Payload, Pipeline, Staged};
 use crate::raw::{DeadLetter, RawEntry, DLQ_LOG, INGEST_GROUP, RAW_LOG, REROUTE_LOG};
 use crate::ServiceError;
@@ -83,23 +84,16 @@ impl EmbeddedIngest {
             from = log.committed(INGEST_GROUP)?,
             "embedded ingest started"
         );
-        let mut sla_from = crate::now_ms() - 24 * 3_600_000;
-        let mut next_sla = tokio::time::Instant::now();
+        let mut sla = SlaClock::new(crate::now_ms());
         if let Some(c) = self.control.as_mut() {
             c.start(&mut self.pipeline, crate::now_ms())?;
         }
         loop {
             self.control_step(crate::now_ms()).await?;
             self.hydration_step(crate::now_ms()).await?;
-            if let Some(cfg) = self.sla.clone().filter(|c| c.enabled) {
-                if tokio::time::Instant::now() >= next_sla {
-                    let now = crate::now_ms();
-                    self.sla_step(sla_from, now).await?;
-                    // Assignments older than the window end are final: scan from there next time.
-                    sla_from = now - i64::try_from(cfg.untouched_minutes).unwrap_or(60) * 60_000;
-                    next_sla = tokio::time::Instant::now()
-                        + Duration::from_secs(cfg.scan_interval_secs.max(1));
-                }
+            let now = crate::now_ms();
+            if let Some(from) = self.sla.as_ref().and_then(|cfg| sla.due(cfg, now)) {
+                self.sla_step(from, now).await?;
             }
             let generation = log.generation();
             let refused = rerouted.generation();
@@ -129,21 +123,19 @@ impl EmbeddedIngest {
         Ok(())
     }
 
+    /// The pipeline and the store, as their owner between chunks.
+    fn owner(&mut self) -> Owner<'_> {
+        Owner {
+            pipeline: &mut self.pipeline,
+            store: &self.store,
+            outbox_ready: &self.outbox_ready,
+        }
+    }
+
     /// Merges and decides the parked records whose reads landed, committed;
     /// returns how many decisions that made.
     pub async fn hydration_step(&mut self, now: allot_core::Millis) -> Result<usize, ServiceError> {
-        let staged = self.pipeline.stage_hydrated(now)?;
-        if staged.batch.is_empty() {
-            return Ok(0);
-        }
-        decision_spans(&staged);
-        let n = staged.decisions.len();
-        let changed = !staged.changes.is_empty();
-        crate::pipeline::commit(&self.store, staged.batch, "hydrate").await?;
-        if changed {
-            self.outbox_ready.notify_one();
-        }
-        Ok(n)
+        self.owner().hydration_step(now).await
     }
 
     /// One SLA pass over assignments made since `from` (up to `now` minus
@@ -156,42 +148,19 @@ impl EmbeddedIngest {
         let Some(cfg) = self.sla.clone() else {
             return Ok(0);
         };
-        let staged = self.pipeline.sla_stage(&cfg, from, now)?;
-        let n = staged.decisions.len();
-        if n > 0 {
-            crate::pipeline::commit(&self.store, staged.batch, "sla").await?;
-            self.outbox_ready.notify_one();
-        }
-        Ok(n)
+        self.owner().sla_step(&cfg, from, now).await
     }
 
     /// Applies waiting commands, switches rules when a scheduled version
     /// became effective, and re-decides the records the realignment's pace
     /// allows at `now`; each committed before the next.
     pub async fn control_step(&mut self, now: allot_core::Millis) -> Result<usize, ServiceError> {
-        let Some(c) = self.control.as_mut() else {
+        let Some(mut c) = self.control.take() else {
             return Ok(0);
         };
-        let mut waiting = Vec::new();
-        while let Some(e) = c.try_next() {
-            waiting.push(e);
-        }
-        c.maybe_sync(&mut self.pipeline, now)?;
-        for e in waiting {
-            self.command(e, now).await?;
-        }
-        let Some(c) = self.control.as_mut() else {
-            return Ok(0);
-        };
-        let staged = c.realign_paced(&mut self.pipeline, now)?;
-        let moved = staged.changes.len();
-        self.commit_control(staged).await?;
-        if let Some(c) = self.control.as_mut() {
-            for staged in c.sync_step(&mut self.pipeline, now)? {
-                self.commit_control(staged).await?;
-            }
-        }
-        Ok(moved)
+        let moved = self.owner().control_step(&mut c, now).await;
+        self.control = Some(c);
+        moved
     }
 
     /// Applies one command, commits its effects, then answers.
@@ -200,27 +169,12 @@ impl EmbeddedIngest {
         envelope: Envelope,
         now: allot_core::Millis,
     ) -> Result<(), ServiceError> {
-        let Some(c) = self.control.as_mut() else {
+        let Some(mut c) = self.control.take() else {
             return Ok(());
         };
-        let (staged, reply) = c.handle(&mut self.pipeline, &envelope.message, now)?;
-        self.commit_control(staged).await?;
-        if let Some(tx) = envelope.reply {
-            let _ = tx.send(reply);
-        }
-        Ok(())
-    }
-
-    async fn commit_control(&mut self, staged: Staged) -> Result<(), ServiceError> {
-        if staged.batch.is_empty() {
-            return Ok(());
-        }
-        let changed = !staged.changes.is_empty();
-        crate::pipeline::commit(&self.store, staged.batch, "control").await?;
-        if changed {
-            self.outbox_ready.notify_one();
-        }
-        Ok(())
+        let done = self.owner().command(&mut c, envelope, now).await;
+        self.control = Some(c);
+        done
     }
 
     /// Processes chunks until the log is drained; the totals.
@@ -292,7 +246,7 @@ impl EmbeddedIngest {
             .stage(&payloads, now)
             .instrument(span.clone())
             .await?;
-        span.in_scope(|| decision_spans(&staged));
+        span.in_scope(|| crate::trace::decision_spans(&staged));
         let Staged {
             mut batch,
             decisions,
@@ -340,33 +294,5 @@ impl EmbeddedIngest {
         m.batch_seconds
             .with_label_values(&["ingest"])
             .observe(started.elapsed().as_secs_f64());
-    }
-}
-
-/// A span `assign` per decision staged: in the event's trace (the one
-/// `allot serve` gives it) when the decision changed an owner, else in the
-/// current span.
-fn decision_spans(staged: &Staged) {
-    for (i, d) in staged.decisions.iter().enumerate() {
-        let change = staged
-            .change_of
-            .get(i)
-            .copied()
-            .flatten()
-            .and_then(|c| staged.changes.get(c));
-        match change {
-            Some(c) => drop(crate::trace::event_span(
-                "assign",
-                None,
-                &c.event_id,
-                &d.record_id,
-            )),
-            None => drop(tracing::info_span!(
-                "event",
-                otel.name = "assign",
-                stage = "assign",
-                record_id = %d.record_id
-            )),
-        }
     }
 }

@@ -15,7 +15,9 @@ use allot_store::Store;
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
+use crate::control::Controller;
 use crate::embedded::ChunkReport;
+use crate::owner::{Owner, SlaClock};
 use crate::pipeline::{Payload, Pipeline, Staged};
 use crate::ServiceError;
 
@@ -45,6 +47,11 @@ pub struct KafkaIngest {
     /// After the first delivery, how long to wait for more to fill a chunk.
     pub linger: Duration,
     pub outbox_ready: Arc<Notify>,
+    /// SLA re-routing, when enabled; checked every `scan_interval_secs`.
+    pub sla: Option<crate::sla::SlaConfig>,
+    /// Commands from the admin API, rule switches, realignment and sync,
+    /// applied between chunks (as in [`crate::embedded::EmbeddedIngest`]).
+    pub control: Option<Controller>,
 }
 
 fn bus(e: allot_bus::BusError) -> ServiceError {
@@ -60,17 +67,42 @@ impl KafkaIngest {
         tokio::pin!(shutdown);
         info!(dlq = %self.dlq_topic, "kafka ingest started");
         let rerouted = self.store.log(crate::raw::REROUTE_LOG);
+        let mut sla = SlaClock::new(crate::now_ms());
+        if let Some(c) = self.control.as_mut() {
+            c.start(&mut self.pipeline, crate::now_ms())?;
+        }
         loop {
+            self.between_chunks(&mut sla).await?;
             let refused = rerouted.generation();
-            self.reroute_step().await?;
+            let busy = self.control.as_ref().is_some_and(Controller::busy);
+            let idle = Duration::from_millis(if busy { 100 } else { 1000 });
+            let mut control = self.control.take();
+            let command = async {
+                match control.as_mut() {
+                    Some(c) => c.next().await,
+                    None => std::future::pending().await,
+                }
+            };
             let first = tokio::select! {
-                d = self.source.next() => d,
-                _ = rerouted.changed(refused) => continue,
-                () = self.pipeline.hydrator().landed_ready() => {
-                    self.hydration_step().await?;
+                d = self.source.next() => Some(d),
+                _ = rerouted.changed(refused) => None,
+                () = self.pipeline.hydrator().landed_ready() => None,
+                () = tokio::time::sleep(idle) => None,
+                Some(envelope) = command => {
+                    let mut c = control.take().expect("a command came from it");
+                    let done = self.owner().command(&mut c, envelope, crate::now_ms()).await;
+                    self.control = Some(c);
+                    done?;
                     continue;
                 }
-                _ = &mut shutdown => break,
+                _ = &mut shutdown => {
+                    self.control = control;
+                    break;
+                }
+            };
+            self.control = control;
+            let Some(first) = first else {
+                continue;
             };
             let first = match first {
                 Ok(d) => d,
@@ -81,18 +113,7 @@ impl KafkaIngest {
                 }
                 Err(e) => return Err(bus(e)),
             };
-            let mut chunk = vec![first];
-            let deadline = tokio::time::Instant::now() + self.linger;
-            while chunk.len() < self.max_chunk {
-                match tokio::time::timeout_at(deadline, self.source.next()).await {
-                    Ok(Ok(d)) => chunk.push(d),
-                    Ok(Err(e)) => {
-                        warn!(error = %e, "kafka consume failed mid-chunk");
-                        break;
-                    }
-                    Err(_) => break,
-                }
-            }
+            let chunk = self.fill(first).await;
             self.process(&chunk).await?;
         }
         let s = self.source;
@@ -101,18 +122,54 @@ impl KafkaIngest {
         Ok(())
     }
 
+    /// The chunk that starts with `first`: more deliveries, up to
+    /// `max_chunk`, for as long as `linger`.
+    async fn fill(&mut self, first: Delivery) -> Vec<Delivery> {
+        let mut chunk = vec![first];
+        let deadline = tokio::time::Instant::now() + self.linger;
+        while chunk.len() < self.max_chunk {
+            match tokio::time::timeout_at(deadline, self.source.next()).await {
+                Ok(Ok(d)) => chunk.push(d),
+                Ok(Err(e)) => {
+                    warn!(error = %e, "kafka consume failed mid-chunk");
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        chunk
+    }
+
+    /// The pipeline and the store, as their owner between chunks.
+    fn owner(&mut self) -> Owner<'_> {
+        Owner {
+            pipeline: &mut self.pipeline,
+            store: &self.store,
+            outbox_ready: &self.outbox_ready,
+        }
+    }
+
+    /// Commands, rule switches, realignment and sync; hydrated records; the
+    /// SLA scan when due; owner refusals: each committed.
+    async fn between_chunks(&mut self, sla: &mut SlaClock) -> Result<(), ServiceError> {
+        let now = crate::now_ms();
+        if let Some(mut c) = self.control.take() {
+            let done = self.owner().control_step(&mut c, now).await;
+            self.control = Some(c);
+            done?;
+        }
+        self.owner().hydration_step(now).await?;
+        if let Some(cfg) = self.sla.clone() {
+            if let Some(from) = sla.due(&cfg, now) {
+                self.owner().sla_step(&cfg, from, now).await?;
+            }
+        }
+        self.reroute_step().await
+    }
+
     /// Merges and decides the parked records whose reads landed, committed.
     pub async fn hydration_step(&mut self) -> Result<(), ServiceError> {
-        let staged = self.pipeline.stage_hydrated(crate::now_ms())?;
-        if staged.batch.is_empty() {
-            return Ok(());
-        }
-        let changed = !staged.changes.is_empty();
-        crate::pipeline::commit(&self.store, staged.batch, "hydrate").await?;
-        if changed {
-            self.outbox_ready.notify_one();
-        }
-        Ok(())
+        self.owner().hydration_step(crate::now_ms()).await.map(drop)
     }
 
     /// Decides the owner refusals the writer left in the store's re-route

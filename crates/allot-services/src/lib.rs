@@ -16,6 +16,7 @@ pub mod error;
 pub mod hydrate;
 pub mod kafka;
 pub mod metrics;
+mod owner;
 pub mod pipeline;
 pub mod raw;
 pub mod reader;

@@ -39,3 +39,26 @@ pub fn event_span(
     let next = out.remove(headers::TRACEPARENT).unwrap_or(parent);
     (span, next)
 }
+
+/// A span `assign` per decision staged: in the event's trace (the one
+/// `allot serve` gives it) when the decision changed an owner, else in the
+/// current span.
+pub(crate) fn decision_spans(staged: &crate::pipeline::Staged) {
+    for (i, d) in staged.decisions.iter().enumerate() {
+        let change = staged
+            .change_of
+            .get(i)
+            .copied()
+            .flatten()
+            .and_then(|c| staged.changes.get(c));
+        match change {
+            Some(c) => drop(event_span("assign", None, &c.event_id, &d.record_id)),
+            None => drop(tracing::info_span!(
+                "event",
+                otel.name = "assign",
+                stage = "assign",
+                record_id = %d.record_id
+            )),
+        }
+    }
+}

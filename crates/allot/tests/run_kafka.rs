@@ -128,6 +128,50 @@ fn kafka_mode_routes_emulator_events_and_dead_letters_poison() {
         "{decided}"
     );
 
+    // Admin changes reach the pipeline owner in Kafka mode too: offboarding
+    // the Salesforce lead's owner moves the lead, audited, and writes it.
+    let (_, _, lead) = &ids[0];
+    let history = |id: &str| -> Vec<Value> {
+        let v: Value = http
+            .get(format!("{}/api/records/{id}/decisions", run.api))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        v["decisions"].as_array().cloned().unwrap_or_default()
+    };
+    let first = history(lead).last().cloned().unwrap();
+    let rep = first["owner"].as_str().unwrap().to_string();
+    let r = http
+        .post(format!("{}/api/reps/{rep}/offboard?preview=false", run.api))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text());
+    let moved = wait_for("the offboarded rep's lead re-decided", 30, || {
+        history(lead)
+            .last()
+            .filter(|d| d["owner"].as_str() != Some(rep.as_str()))
+            .cloned()
+    });
+    assert!(
+        moved["explanation"][0]
+            .as_str()
+            .is_some_and(|l| l.starts_with("offboard")),
+        "{moved:#}"
+    );
+    wait_for("the new owner written to the CRM", 30, || {
+        let v: Value = http
+            .get(format!(
+                "{}/_emulator/records/salesforce/lead/{lead}",
+                run.emulator
+            ))
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        (v["owner"] == moved["owner"]).then_some(())
+    });
+
     // A poison message on the Salesforce topic lands in the DLQ with its reason.
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {

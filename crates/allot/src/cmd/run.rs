@@ -140,10 +140,8 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
     let outbox_ready = Arc::new(Notify::new());
     let control = match cfg.kafka.enabled {
         true => {
-            w.kafka_ingest(pipeline, &outbox_ready).await?;
-            ControlHandle::Unavailable(
-                "in Kafka mode the pipeline owner takes no commands yet".into(),
-            )
+            w.kafka_ingest(pipeline, &outbox_ready, &crm.clients, &budgets)
+                .await?
         }
         false => w.embedded_ingest(pipeline, &outbox_ready, &crm.clients, &budgets),
     };
@@ -329,7 +327,10 @@ impl Wiring<'_> {
         &mut self,
         pipeline: Pipeline,
         outbox_ready: &Arc<Notify>,
-    ) -> anyhow::Result<()> {
+        clients: &[CrmClient],
+        budgets: &Budgets,
+    ) -> anyhow::Result<ControlHandle> {
+        let (control, controller) = self.controller(clients, budgets);
         let k = &self.cfg.kafka;
         let mut topics: Vec<(&str, i32)> = k
             .sources
@@ -355,6 +356,8 @@ impl Wiring<'_> {
             max_chunk: self.cfg.ingest.max_chunk,
             linger: Duration::from_millis(5),
             outbox_ready: outbox_ready.clone(),
+            sla: Some(self.cfg.sla.clone()).filter(|s| s.enabled),
+            control: Some(controller),
         };
         self.tasks.push(tokio::spawn({
             let stop = stopped(&self.stop_rx);
@@ -364,18 +367,12 @@ impl Wiring<'_> {
                 }
             }
         }));
-        Ok(())
+        Ok(control)
     }
 
-    /// Embedded mode: runs the pipeline over the embedded log, with the
-    /// controller taking commands; returns the API's handle to it.
-    fn embedded_ingest(
-        &mut self,
-        pipeline: Pipeline,
-        outbox_ready: &Arc<Notify>,
-        clients: &[CrmClient],
-        budgets: &Budgets,
-    ) -> ControlHandle {
+    /// The pipeline owner's controller (commands, rule switches,
+    /// realignment, sync) and the API's handle to it.
+    fn controller(&self, clients: &[CrmClient], budgets: &Budgets) -> (ControlHandle, Controller) {
         let cfg = self.cfg;
         let (control, inbox) = ControlHandle::channel();
         let controller = Controller::new(
@@ -389,6 +386,20 @@ impl Wiring<'_> {
             policy: allot_services::reader::ReadPolicy::from_writer(&cfg.writer),
             bulk_threshold: cfg.crm.salesforce.bulk_threshold,
         });
+        (control, controller)
+    }
+
+    /// Embedded mode: runs the pipeline over the embedded log, with the
+    /// controller taking commands; returns the API's handle to it.
+    fn embedded_ingest(
+        &mut self,
+        pipeline: Pipeline,
+        outbox_ready: &Arc<Notify>,
+        clients: &[CrmClient],
+        budgets: &Budgets,
+    ) -> ControlHandle {
+        let cfg = self.cfg;
+        let (control, controller) = self.controller(clients, budgets);
         let ingest = EmbeddedIngest {
             store: self.store.clone(),
             pipeline,
