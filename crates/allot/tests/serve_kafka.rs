@@ -352,6 +352,38 @@ fn stages_as_processes_survive_sigkill_and_write_the_expected_owners() {
         );
     }
 
+    // The api stage takes webhooks: a Salesforce change event posted to it
+    // goes to the source topic, and ingest, assign and write take it on.
+    let lead = "00Q5f000009WEBHAA4";
+    let cdc = json!({"schema": "x", "event": {"replayId": 990_001},
+        "channel": "/data/LeadChangeEvent",
+        "payload": {"ChangeEventHeader": {"entityName": "Lead", "recordIds": [lead],
+            "changeType": "CREATE", "changeOrigin": "com/salesforce/api/rest/62.0;client=web",
+            "transactionKey": "t-webhook", "sequenceNumber": 1,
+            "commitTimestamp": 1_764_061_200_000i64, "commitNumber": 990_001,
+            "commitUser": "005x", "changedFields": []},
+            "LastName": "Webhook", "Company": "Hook GmbH", "Country": "Germany"}});
+    let r = http
+        .post(format!("{}/webhooks/salesforce", api.url))
+        .json(&cdc)
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text());
+    let via_webhook = wait_for("the webhook's lead decided", 60, || {
+        let v: Value = http
+            .get(format!("{}/api/records/{lead}/decisions", api.url))
+            .send()
+            .ok()?
+            .json()
+            .ok()?;
+        v["decisions"].as_array()?.last().cloned()
+    });
+    assert_eq!(
+        via_webhook["owner"].as_str(),
+        Some(COUNTRIES[0].1),
+        "{via_webhook:#}"
+    );
+
     // One trace per event across the processes: some trace has spans from
     // ingest, assign and write (exported in batches every few seconds).
     let all: BTreeSet<String> = ["allot-ingest", "allot-assign", "allot-write"]

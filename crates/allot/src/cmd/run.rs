@@ -455,26 +455,14 @@ impl Wiring<'_> {
         control: ControlHandle,
     ) -> anyhow::Result<axum::Router> {
         let cfg = self.cfg;
-        let hooks = WebhookState {
-            store: self.store.clone(),
-            metrics: self.metrics.clone(),
+        let hooks = webhooks_router(
+            cfg,
+            self.secrets,
+            self.store.clone(),
+            self.metrics.clone(),
             hubspot_secret,
-            public_url: Some(cfg.api.public_url.clone()).filter(|s| !s.is_empty()),
-            ingest_token: self.secrets.ingest_token.clone(),
-            kafka: match cfg.kafka.enabled {
-                true => Some(KafkaTarget {
-                    sink: KafkaSink::new(&cfg.kafka.bus()).map_err(|e| anyhow::anyhow!("{e}"))?,
-                    topics: ["hubspot", "salesforce", "native"]
-                        .iter()
-                        .filter_map(|f| Some((f.to_string(), cfg.kafka.topic_for(f)?.to_string())))
-                        .collect(),
-                }),
-                false => None,
-            },
-        };
-        if hooks.hubspot_secret.is_none() {
-            warn!("no HubSpot client secret: webhook signatures are NOT checked");
-        }
+            cfg.kafka.enabled,
+        )?;
         Ok(api_router_with(
             cfg,
             self.secrets,
@@ -482,7 +470,7 @@ impl Wiring<'_> {
             self.metrics.clone(),
             control,
         )?
-        .merge(webhooks::router(hooks)))
+        .merge(hooks))
     }
 
     /// Feeds the demo stream of new records into the emulator at `url`.
@@ -648,6 +636,40 @@ async fn shut_down(
         cfg.store.path.display()
     );
     Ok(())
+}
+
+/// The webhook endpoints: into the embedded log, or produced to the Kafka
+/// source topics when `to_kafka` (HubSpot signatures checked with
+/// `hubspot_secret`).
+pub fn webhooks_router(
+    cfg: &AppConfig,
+    secrets: &Secrets,
+    store: Arc<Store>,
+    metrics: Metrics,
+    hubspot_secret: Option<String>,
+    to_kafka: bool,
+) -> anyhow::Result<axum::Router> {
+    let hooks = WebhookState {
+        store,
+        metrics,
+        hubspot_secret,
+        public_url: Some(cfg.api.public_url.clone()).filter(|s| !s.is_empty()),
+        ingest_token: secrets.ingest_token.clone(),
+        kafka: match to_kafka {
+            true => Some(KafkaTarget {
+                sink: KafkaSink::new(&cfg.kafka.bus()).map_err(|e| anyhow::anyhow!("{e}"))?,
+                topics: ["hubspot", "salesforce", "native"]
+                    .iter()
+                    .filter_map(|f| Some((f.to_string(), cfg.kafka.topic_for(f)?.to_string())))
+                    .collect(),
+            }),
+            false => None,
+        },
+    };
+    if hooks.hubspot_secret.is_none() {
+        warn!("no HubSpot client secret: webhook signatures are NOT checked");
+    }
+    Ok(webhooks::router(hooks))
 }
 
 /// The API (admin, read side, dashboard) over `store`: the one place its

@@ -425,12 +425,22 @@ impl Wiring<'_> {
             metrics: self.metrics.clone(),
         };
         self.spawn(s);
-        crate::cmd::run::api_router(
+        // Webhooks produce to the source topics that ingest reads.
+        let hooks = crate::cmd::run::webhooks_router(
             self.cfg,
             self.secrets,
             self.store.clone(),
             self.metrics.clone(),
-        )
+            self.secrets.hubspot_client_secret.clone(),
+            true,
+        )?;
+        let api = crate::cmd::run::api_router(
+            self.cfg,
+            self.secrets,
+            self.store.clone(),
+            self.metrics.clone(),
+        )?;
+        Ok(api.merge(hooks))
     }
 }
 
