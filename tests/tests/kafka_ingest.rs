@@ -78,6 +78,8 @@ fn ingest(
         max_chunk: 8,
         linger: Duration::from_millis(20),
         outbox_ready: Arc::new(Notify::new()),
+        sla: None,
+        control: None,
     }
 }
 
