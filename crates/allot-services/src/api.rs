@@ -37,13 +37,41 @@ impl ApiState {
 /// under `/api/` (see [`crate::admin::auth`]).
 pub fn router(state: ApiState) -> Router {
     let layer = axum::middleware::from_fn_with_state(state.clone(), crate::admin::auth::layer);
-    probes(state.store.clone(), state.metrics.clone(), None)
+    let routes = probes(state.store.clone(), state.metrics.clone(), None)
         .route("/api/records/{id}/decisions", get(explain))
         .route("/api/decisions/recent", get(recent))
         .with_state(state.clone())
         .merge(crate::admin::router(state.clone()))
-        .merge(crate::dashboard::router(state))
-        .layer(layer)
+        .merge(crate::dashboard::router(state));
+    limited(routes, API_BODY_LIMIT).layer(layer)
+}
+
+/// The largest request body the API takes (a rules file of 100,000
+/// territories, a replay file).
+pub const API_BODY_LIMIT: usize = 32 << 20;
+
+/// `router` taking bodies of at most `limit` bytes; a larger one is
+/// answered 413 in the API's error shape, naming the limit and the route.
+pub fn limited(router: Router, limit: usize) -> Router {
+    router
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                let route = req.uri().path().to_string();
+                let res = next.run(req).await;
+                if res.status() != StatusCode::PAYLOAD_TOO_LARGE {
+                    return res;
+                }
+                error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!(
+                        "request body over the limit of {} bytes ({} MiB) for {route}",
+                        limit,
+                        limit >> 20
+                    ),
+                )
+            },
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

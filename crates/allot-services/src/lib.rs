@@ -22,6 +22,7 @@ pub mod raw;
 pub mod reader;
 pub mod reconcile;
 pub mod reroute;
+pub mod secret;
 pub mod sla;
 pub mod stages;
 pub mod trace;

@@ -80,12 +80,17 @@ async fn produce(k: &KafkaTarget, topic: &str, text: &str) -> Result<usize, Stri
     Ok(events.len())
 }
 
+/// The largest webhook body taken: a HubSpot batch is at most 100 events,
+/// a Salesforce change event at most 1 MB.
+pub const WEBHOOK_BODY_LIMIT: usize = 2 << 20;
+
 pub fn router(state: WebhookState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/webhooks/hubspot", post(hubspot))
         .route("/webhooks/salesforce", post(salesforce))
         .route("/webhooks/native", post(native))
-        .with_state(state)
+        .with_state(state);
+    crate::api::limited(routes, WEBHOOK_BODY_LIMIT)
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -162,12 +167,29 @@ async fn native(State(s): State<WebhookState>, headers: HeaderMap, body: Bytes) 
 
 fn check_token(s: &WebhookState, headers: &HeaderMap) -> Option<Response> {
     let want = s.ingest_token.as_ref()?;
-    let got = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    (got != Some(want.as_str()))
-        .then(|| error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
+    let ok = crate::secret::bearer(headers)
+        .is_some_and(|got| crate::secret::same(got.as_bytes(), want.as_bytes()));
+    (!ok).then(|| error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
+}
+
+/// What a payload decodes to, for the answer: the events it holds, and
+/// every element that cannot be decoded, with why (its index in a batch).
+/// `Err` when nothing in it can be decoded at all.
+fn check_payload(format: &str, body: &[u8]) -> Result<(usize, Vec<serde_json::Value>), String> {
+    let decoded = allot_events::decode(body, format.parse().unwrap_or_default());
+    let rejected: Vec<serde_json::Value> = decoded
+        .errors
+        .iter()
+        .map(|e| {
+            let index = e.event().and_then(|r| r.index);
+            json!({ "index": index, "kind": e.kind(), "reason": e.to_string() })
+        })
+        .collect();
+    if decoded.events.is_empty() && !decoded.errors.is_empty() {
+        let reasons: Vec<String> = decoded.errors.iter().map(ToString::to_string).collect();
+        return Err(reasons.join("; "));
+    }
+    Ok((decoded.events.len(), rejected))
 }
 
 fn full_uri(s: &WebhookState, headers: &HeaderMap, uri: &Uri) -> String {
@@ -184,6 +206,30 @@ fn full_uri(s: &WebhookState, headers: &HeaderMap, uri: &Uri) -> String {
     }
 }
 
+/// The answer to a payload made durable: 200 `accepted` with the events it
+/// holds and the elements that will be dead-lettered, or 400 with the
+/// reason when nothing in it decodes (it is dead-lettered too).
+fn answer(
+    checked: &Result<(usize, Vec<serde_json::Value>), String>,
+    mut at: serde_json::Value,
+) -> Response {
+    match checked {
+        Ok((events, rejected)) => {
+            at["status"] = json!("accepted");
+            at["events"] = json!(events);
+            if !rejected.is_empty() {
+                at["rejected"] = json!(rejected);
+            }
+            (StatusCode::OK, Json(at)).into_response()
+        }
+        Err(why) => {
+            at["status"] = json!("error");
+            at["message"] = json!(format!("cannot be decoded (kept as a dead letter): {why}"));
+            (StatusCode::BAD_REQUEST, Json(at)).into_response()
+        }
+    }
+}
+
 /// Appends the payload to the raw log; answers once it is durable.
 async fn append(s: &WebhookState, format: &str, source: &str, body: Bytes) -> Response {
     if body.is_empty() {
@@ -192,10 +238,13 @@ async fn append(s: &WebhookState, format: &str, source: &str, body: Bytes) -> Re
     let Ok(text) = std::str::from_utf8(&body) else {
         return error(StatusCode::BAD_REQUEST, "body is not UTF-8");
     };
-    if serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() {
-        // Undecodable JSON still goes to the log: the ingest loop dead-letters it
-        // with its reason, so nothing a CRM sent is lost.
-        warn!(source, "webhook body is not JSON; dead-lettered by ingest");
+    // Undecodable payloads still go on (the ingest loop dead-letters them
+    // with their reason, so nothing a CRM sent is lost), and the sender is
+    // told: 400 when nothing in it decodes, the bad elements of a batch
+    // named in the 200.
+    let checked = check_payload(format, &body);
+    if let Err(why) = &checked {
+        warn!(source, reason = %why, "webhook body cannot be decoded; dead-lettered by ingest");
     }
     let entry = RawEntry {
         v: 1,
@@ -218,11 +267,7 @@ async fn append(s: &WebhookState, format: &str, source: &str, body: Bytes) -> Re
         return match produce(k, topic, text).await {
             Ok(n) => {
                 info!(source, topic = %topic, events = n, "webhook payload produced");
-                (
-                    StatusCode::OK,
-                    Json(json!({ "status": "accepted", "topic": topic, "events": n })),
-                )
-                    .into_response()
+                answer(&checked, json!({ "topic": topic, "messages": n }))
             }
             Err(e) => error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -235,11 +280,7 @@ async fn append(s: &WebhookState, format: &str, source: &str, body: Bytes) -> Re
     match appended {
         Ok(Ok(offset)) => {
             debug!(source, offset, "webhook payload logged");
-            (
-                StatusCode::OK,
-                Json(json!({ "status": "accepted", "offset": offset })),
-            )
-                .into_response()
+            answer(&checked, json!({ "offset": offset }))
         }
         Ok(Err(e)) => error(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -111,6 +111,65 @@ async fn auth_answers_401_and_403_with_clear_bodies() {
 }
 
 #[tokio::test]
+async fn refused_calls_are_audited_with_who_the_route_and_why() {
+    let rig = rig(2, 200);
+    let app = &rig.app;
+    let (s, _) = call(app, "GET", "/api/reps", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = call(
+        app,
+        "PUT",
+        "/api/reps/ana/active",
+        Some("guessed-secret"),
+        Some("{}"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = call(
+        app,
+        "POST",
+        "/api/reps/ana/offboard?preview=false",
+        Some(VIEWER),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, v) = call(app, "GET", "/api/admin/audit?limit=10", Some(VIEWER), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let got: Vec<(&str, &str, &str, u64)> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["who"].as_str().unwrap(),
+                e["role"].as_str().unwrap(),
+                e["action"].as_str().unwrap(),
+                e["status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "eve",
+                "viewer",
+                "POST /api/reps/ana/offboard?preview=false",
+                403
+            ),
+            ("(unknown token)", "none", "PUT /api/reps/ana/active", 401),
+            ("(no token)", "none", "GET /api/reps", 401),
+        ],
+        "{v}"
+    );
+    let why = v["entries"][0]["detail"].as_str().unwrap();
+    assert!(why.contains("needs role operator"), "{why}");
+    // The secret tried is never recorded.
+    assert!(!v.to_string().contains("guessed-secret"), "{v}");
+}
+
+#[tokio::test]
 async fn rules_lifecycle_dry_run_activate_realign_at_a_bounded_rate_and_roll_back() {
     let mut rig = rig(10, 200);
     let bad = "version = \"v9\"\n[[reps]]\nid = \"ana\"\nweight = 0\n";

@@ -137,3 +137,94 @@ async fn salesforce_endpoint_wants_the_token() {
     );
     assert_eq!(store.log(RAW_LOG).end_offset().unwrap(), 1);
 }
+
+fn salesforce_with(auth: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::post("/webhooks/salesforce")
+        .header("authorization", auth)
+        .body(body.into())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_any_case_and_the_token_whole() {
+    let store = Arc::new(Store::temporary().unwrap());
+    let cdc = include_str!("../../allot-events/tests/data/sf-cdc-lead-create.json");
+    for (auth, want) in [
+        ("bearer tok", StatusCode::OK),
+        ("BEARER tok", StatusCode::OK),
+        ("Bearer to", StatusCode::UNAUTHORIZED),
+        ("Bearer tokk", StatusCode::UNAUTHORIZED),
+        ("Basic tok", StatusCode::UNAUTHORIZED),
+    ] {
+        let (status, body) = call(state(store.clone()), salesforce_with(auth, cdc)).await;
+        assert_eq!(status, want, "{auth:?}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn an_undecodable_body_is_answered_400_and_still_kept_for_the_dead_letters() {
+    let store = Arc::new(Store::temporary().unwrap());
+    let (status, body) = call(
+        state(store.clone()),
+        salesforce_with("Bearer tok", "{\"payload\": oops"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "error");
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("cannot be decoded (kept as a dead letter): "),
+        "{message}"
+    );
+    assert!(
+        message.contains("line 1"),
+        "the reason says where: {message}"
+    );
+    // Kept: the ingest loop dead-letters it with its reason.
+    assert_eq!(store.log(RAW_LOG).end_offset().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_batch_with_bad_elements_is_accepted_and_names_them() {
+    let store = Arc::new(Store::temporary().unwrap());
+    let good = r#"{"v":1,"source":"native","event_id":"e1","object":"lead","record_id":"L1","change":"create","fields":{"country":"US"}}"#;
+    let batch = format!(r#"[{good}, {{"v":1,"event_id":"e2"}}, 42]"#);
+    let req = Request::post("/webhooks/native")
+        .header("authorization", "Bearer tok")
+        .body(Body::from(batch))
+        .unwrap();
+    let (status, body) = call(state(store.clone()), req).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (v["status"].as_str(), v["events"].as_u64()),
+        (Some("accepted"), Some(1)),
+        "{v}"
+    );
+    let rejected = v["rejected"].as_array().unwrap();
+    let indexes: Vec<u64> = rejected
+        .iter()
+        .filter_map(|r| r["index"].as_u64())
+        .collect();
+    assert_eq!(indexes, [1, 2], "{v}");
+    assert!(rejected
+        .iter()
+        .all(|r| r["reason"].as_str().is_some_and(|s| !s.is_empty())));
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_gets_the_json_error_naming_it() {
+    let store = Arc::new(Store::temporary().unwrap());
+    let big = vec![b' '; allot_services::webhooks::WEBHOOK_BODY_LIMIT + 1];
+    let (status, body) = call(state(store.clone()), salesforce_with("Bearer tok", big)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "error");
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.contains("2097152 bytes") && message.contains("/webhooks/salesforce"),
+        "{message}"
+    );
+    assert_eq!(store.log(RAW_LOG).end_offset().unwrap(), 0, "nothing kept");
+}

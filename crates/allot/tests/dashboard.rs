@@ -259,7 +259,10 @@ fn dashboard_shows_what_the_api_says_in_a_real_browser() {
         .body("{not json")
         .send()
         .unwrap();
-    assert!(r.status().is_success(), "{:?}", r.text());
+    // Told at once (400 with the reason), and still kept as a dead letter.
+    assert_eq!(r.status(), reqwest::StatusCode::BAD_REQUEST);
+    let told = r.text().unwrap();
+    assert!(told.contains("cannot be decoded"), "{told}");
     for id in &ids {
         wait_for(&format!("a decision about {id}"), 60, || {
             let r =

@@ -129,19 +129,22 @@ impl Auth {
             .collect()
     }
 
+    /// The caller a presented token belongs to. Every token is compared,
+    /// each in constant time, whichever matches: the time taken says
+    /// nothing about which token (or how much of one) was right.
     fn caller(&self, presented: &str) -> Option<Caller> {
-        self.tokens
-            .iter()
-            .find(|t| constant_time_eq(t.secret.as_bytes(), presented.as_bytes()))
-            .map(|t| Caller {
-                name: t.name.clone(),
-                role: t.role,
-            })
+        let mut found = None;
+        for t in &self.tokens {
+            let hit = crate::secret::same(presented.as_bytes(), t.secret.as_bytes());
+            if hit && found.is_none() {
+                found = Some(Caller {
+                    name: t.name.clone(),
+                    role: t.role,
+                });
+            }
+        }
+        found
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Paths outside auth: the OpenAPI document.
@@ -179,13 +182,22 @@ fn denied(status: StatusCode, message: String) -> Response {
     r
 }
 
-/// The auth layer over the whole API router.
+/// The auth layer over the whole API router. Every refusal (401, 403) is
+/// audited with who was refused (the token's name, or that there was none
+/// or an unknown one), the route, the status and why; every change that
+/// gets through is audited with its outcome.
 pub async fn layer(State(s): State<ApiState>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let Some(needed) = required_role(&method, &path) else {
         return next.run(req).await;
     };
+    let action = format!(
+        "{method} {}",
+        req.uri()
+            .path_and_query()
+            .map_or(path.as_str(), |p| p.as_str())
+    );
     let auth = &s.admin.auth;
     let caller = if !auth.enabled() {
         Caller {
@@ -193,31 +205,24 @@ pub async fn layer(State(s): State<ApiState>, mut req: Request, next: Next) -> R
             role: Role::Admin,
         }
     } else {
-        let presented = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim);
-        let Some(presented) = presented else {
-            return denied(
+        let Some(presented) = crate::secret::bearer(req.headers()) else {
+            let r = denied(
                 StatusCode::UNAUTHORIZED,
                 "missing bearer token: send Authorization: Bearer <token>".into(),
             );
+            return audit(&s, "(no token)", "none", action, r).await;
         };
         match auth.caller(presented) {
             Some(c) => c,
             None => {
                 warn!(path = %path, "api call with an unknown token");
-                return denied(StatusCode::UNAUTHORIZED, "invalid bearer token".into());
+                let r = denied(StatusCode::UNAUTHORIZED, "invalid bearer token".into());
+                return audit(&s, "(unknown token)", "none", action, r).await;
             }
         }
     };
     if caller.role < needed {
-        return denied(
+        let r = denied(
             StatusCode::FORBIDDEN,
             format!(
                 "{method} {path} needs role {} or higher; token {} has role {}",
@@ -226,26 +231,27 @@ pub async fn layer(State(s): State<ApiState>, mut req: Request, next: Next) -> R
                 caller.role.as_str()
             ),
         );
+        return audit(&s, &caller.name, caller.role.as_str(), action, r).await;
     }
     let audited = method != Method::GET
         && method != Method::HEAD
         && !READ_ONLY_POSTS.contains(&path.as_str());
-    let action = format!(
-        "{method} {}",
-        req.uri()
-            .path_and_query()
-            .map_or(path.as_str(), |p| p.as_str())
-    );
     req.extensions_mut().insert(caller.clone());
     let response = next.run(req).await;
     if !audited {
         return response;
     }
-    audit(&s, &caller, action, response).await
+    audit(&s, &caller.name, caller.role.as_str(), action, response).await
 }
 
 /// Records the call with its status and message, then returns the response.
-async fn audit(s: &ApiState, caller: &Caller, action: String, response: Response) -> Response {
+async fn audit(
+    s: &ApiState,
+    who: &str,
+    role: &str,
+    action: String,
+    response: Response,
+) -> Response {
     let (parts, body) = response.into_parts();
     let bytes = to_bytes(body, 16 << 20).await.unwrap_or_default();
     let detail = serde_json::from_slice::<serde_json::Value>(&bytes)
@@ -259,8 +265,8 @@ async fn audit(s: &ApiState, caller: &Caller, action: String, response: Response
     let entry = allot_store::AdminAuditEntry {
         v: 1,
         at: crate::now_ms(),
-        who: caller.name.clone(),
-        role: caller.role.as_str().into(),
+        who: who.to_string(),
+        role: role.to_string(),
         action,
         status: parts.status.as_u16(),
         detail,

@@ -30,7 +30,12 @@ pub async fn stream(
     stop: impl Future<Output = ()>,
 ) {
     tokio::pin!(stop);
-    let http = reqwest::Client::new();
+    let Ok(http) = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+    else {
+        return;
+    };
     tokio::select! {
         _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         _ = &mut stop => return,

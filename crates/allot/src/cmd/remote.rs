@@ -65,7 +65,12 @@ impl Client {
                 .clone()
                 .or_else(|| vars.get("ALLOT_TOKEN").cloned())
                 .filter(|t| !t.is_empty()),
-            http: reqwest::Client::new(),
+            // A dry run or a replay over a large book can take minutes; a
+            // dead or wrong address fails fast.
+            http: reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .timeout(std::time::Duration::from_secs(300))
+                .build()?,
             rt: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?,
