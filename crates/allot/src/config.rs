@@ -123,6 +123,39 @@ pub struct ApiCfg {
     /// Who may call the admin API.
     #[serde(default)]
     pub auth: ApiAuthCfg,
+    /// The `Host` names (with or without the port) an API without tokens
+    /// answers; empty: localhost, 127.0.0.1, [::1] and the listen address.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl ApiCfg {
+    /// [`ApiCfg::allowed_hosts`] as given, or the loopback names and the
+    /// listen address, each with and without the port.
+    pub fn hosts(&self) -> Vec<String> {
+        let port = self.listen.port();
+        let names: Vec<String> = match self.allowed_hosts.is_empty() {
+            false => self.allowed_hosts.clone(),
+            true => {
+                let ip = match self.listen.ip() {
+                    std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                    v4 => v4.to_string(),
+                };
+                vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into(), ip]
+            }
+        };
+        let mut out = Vec::new();
+        for n in names {
+            let n = n.to_ascii_lowercase();
+            if !n.contains(':') || n.ends_with(']') {
+                out.push(format!("{n}:{port}"));
+            }
+            out.push(n);
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
 }
 
 /// API tokens (`name:role:token`, roles viewer < operator < admin) come from

@@ -110,3 +110,82 @@ fn webhooks_and_cdc_in_owners_out_and_no_echo_loop() {
         "allot's own writes came back as echoes:\n{metrics}"
     );
 }
+
+#[test]
+fn the_tokenless_api_refuses_other_sites_and_other_hosts() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = start(dir.path(), &[]);
+    let http = reqwest::blocking::Client::new();
+    let rep = "0055f000001AAAAAA4";
+    let offboard = format!("{}/api/reps/{rep}/offboard?preview=false", run.api);
+    let port = run.api.rsplit(':').next().unwrap().to_string();
+    // What a page on another site can make the operator's browser send.
+    let probes: [(&str, Vec<(&str, String)>, &str); 4] = [
+        (
+            "another origin",
+            vec![
+                ("origin", "http://evil.example".into()),
+                ("content-type", "text/plain".into()),
+            ],
+            "Origin http://evil.example",
+        ),
+        (
+            "a form",
+            vec![("content-type", "application/x-www-form-urlencoded".into())],
+            "Content-Type",
+        ),
+        (
+            "text/plain",
+            vec![("content-type", "text/plain".into())],
+            "Content-Type",
+        ),
+        (
+            "a rebound host name",
+            vec![("host", format!("evil.example:{port}"))],
+            "Host \"evil.example",
+        ),
+    ];
+    for (what, headers, says) in probes {
+        let mut req = http.post(&offboard);
+        for (k, v) in &headers {
+            req = req.header(*k, v);
+        }
+        let r = req.send().unwrap();
+        assert_eq!(r.status(), 403, "{what}");
+        let body: Value = r.json().unwrap();
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains(says), "{what}: {message}");
+    }
+    // A foreign Host is refused for reads too.
+    let r = http
+        .get(format!("{}/api/reps", run.api))
+        .header("host", "evil.example")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    // Nothing changed: the rep is still active.
+    let reps = get(&format!("{}/api/reps", run.api)).unwrap();
+    let ana = reps["reps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == rep)
+        .unwrap();
+    assert_eq!(ana["active"], true, "{ana}");
+    // The API's own page and the CLI (same origin, JSON or no body) get in,
+    // and every refusal is in the admin audit.
+    let r = http
+        .post(format!("{offboard}").replace("preview=false", "preview=true"))
+        .header("origin", run.api.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text());
+    let audit = get(&format!("{}/api/admin/audit?limit=20", run.api)).unwrap();
+    let refused = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["status"] == 403)
+        .count();
+    assert_eq!(refused, 5, "{audit:#}");
+}

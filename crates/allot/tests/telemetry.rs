@@ -178,7 +178,13 @@ fn allot_run_exports_the_spans_of_its_stages_to_an_otlp_collector() {
         .json(&json!({"not": "a change event"}))
         .send()
         .unwrap();
-    assert!(r.status().is_success(), "{:?}", r.text());
+    // Told at once, and kept: dead-lettered with its reason by ingest.
+    assert_eq!(
+        r.status(),
+        reqwest::StatusCode::BAD_REQUEST,
+        "{:?}",
+        r.text()
+    );
     for id in &ids {
         wait_for(&format!("a decision for {id}"), 60, || {
             (decisions(&run.api, id) > 0).then_some(())

@@ -189,15 +189,22 @@ fn denied(status: StatusCode, message: String) -> Response {
 pub async fn layer(State(s): State<ApiState>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    let Some(needed) = required_role(&method, &path) else {
-        return next.run(req).await;
-    };
     let action = format!(
         "{method} {}",
         req.uri()
             .path_and_query()
             .map_or(path.as_str(), |p| p.as_str())
     );
+    if !s.admin.auth.enabled() {
+        if let Some(why) = foreign(&s.admin.hosts, &method, req.headers()) {
+            warn!(path = %path, reason = %why, "request refused by the tokenless API");
+            let r = denied(StatusCode::FORBIDDEN, why);
+            return audit(&s, "(no token)", "none", action, r).await;
+        }
+    }
+    let Some(needed) = required_role(&method, &path) else {
+        return next.run(req).await;
+    };
     let auth = &s.admin.auth;
     let caller = if !auth.enabled() {
         Caller {
@@ -242,6 +249,66 @@ pub async fn layer(State(s): State<ApiState>, mut req: Request, next: Next) -> R
         return response;
     }
     audit(&s, &caller.name, caller.role.as_str(), action, response).await
+}
+
+/// Why an API without tokens refuses a request, if it does. Open on
+/// loopback means any web page the operator's browser shows can reach it,
+/// so: a `Host` that is not one of `hosts` is refused (DNS rebinding); and a
+/// change (not `GET`/`HEAD`) is refused when it comes from another origin
+/// (`Origin` naming another host) or in a type a page may send without
+/// asking (a form, `text/plain`): the API's changes are JSON (and TOML for
+/// rule files).
+fn foreign(hosts: &[String], method: &Method, headers: &axum::http::HeaderMap) -> Option<String> {
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if !hosts.is_empty() {
+        let host = text(header::HOST).unwrap_or("").to_ascii_lowercase();
+        if !hosts.contains(&host) {
+            return Some(format!(
+                "Host {host:?} is not one this API answers (api.allowed_hosts: {})",
+                hosts.join(", ")
+            ));
+        }
+    }
+    if method == Method::GET || method == Method::HEAD || method == Method::OPTIONS {
+        return None;
+    }
+    if let Some(origin) = text(header::ORIGIN) {
+        let host = origin
+            .split_once("://")
+            .map_or(origin, |(_, rest)| rest)
+            .trim_end_matches('/')
+            .to_ascii_lowercase();
+        let own = if hosts.is_empty() {
+            text(header::HOST).is_some_and(|h| h.eq_ignore_ascii_case(&host))
+        } else {
+            hosts.contains(&host)
+        };
+        if !own {
+            return Some(format!(
+                "cross-site request refused: Origin {origin} is not this API's"
+            ));
+        }
+    }
+    if let Some(ct) = text(header::CONTENT_TYPE) {
+        let essence = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        const TAKEN: [&str; 4] = [
+            "application/json",
+            "application/toml",
+            "application/x-ndjson",
+            "application/jsonl",
+        ];
+        if !TAKEN.contains(&essence.as_str()) {
+            return Some(format!(
+                "Content-Type {ct} is not taken by the API: send application/json"
+            ));
+        }
+    }
+    None
 }
 
 /// Records the call with its status and message, then returns the response.

@@ -41,6 +41,9 @@ pub struct AdminCtx {
     pub control: ControlHandle,
     /// Compiled rule versions by id (versions are immutable).
     compiled: Arc<Mutex<HashMap<String, Arc<RuleSet>>>>,
+    /// `Host` values (lower case, with or without the port) an API without
+    /// tokens answers; empty: any (see [`auth::layer`]).
+    pub hosts: Arc<Vec<String>>,
 }
 
 impl AdminCtx {
@@ -49,7 +52,14 @@ impl AdminCtx {
             auth: Arc::new(auth),
             control,
             compiled: Arc::default(),
+            hosts: Arc::default(),
         }
+    }
+
+    /// Answers, without tokens, only requests for these hosts.
+    pub fn with_hosts(mut self, hosts: Vec<String>) -> AdminCtx {
+        self.hosts = Arc::new(hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect());
+        self
     }
 }
 

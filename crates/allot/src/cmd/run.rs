@@ -112,6 +112,9 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
         .await
         .with_context(|| format!("api.listen {}", cfg.api.listen))?;
     let api_addr = api_listener.local_addr()?;
+    // The port bound (api.listen may ask for any: port 0) is the one the
+    // API answers for.
+    cfg.api.listen = api_addr;
     let mut w = Wiring {
         cfg: &cfg,
         secrets: &secrets,
@@ -698,7 +701,7 @@ pub fn api_router_with(
     Ok(api::router(ApiState {
         store,
         metrics,
-        admin: AdminCtx::new(auth, control),
+        admin: AdminCtx::new(auth, control).with_hosts(cfg.api.hosts()),
     }))
 }
 

@@ -123,7 +123,7 @@ fn err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
-async fn serve(stage: Stage, cfg: AppConfig, secrets: Secrets) -> anyhow::Result<()> {
+async fn serve(stage: Stage, mut cfg: AppConfig, secrets: Secrets) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.store.path)
         .with_context(|| format!("cannot create {}", cfg.store.path.display()))?;
     let store = Arc::new(Store::open(&cfg.store.path).map_err(err)?);
@@ -133,6 +133,9 @@ async fn serve(stage: Stage, cfg: AppConfig, secrets: Secrets) -> anyhow::Result
         .await
         .with_context(|| format!("api.listen {}", cfg.api.listen))?;
     let addr = listener.local_addr()?;
+    // The port bound (api.listen may ask for any: port 0) is the one the
+    // API answers for.
+    cfg.api.listen = addr;
     ensure_topics(stage, &cfg).await?;
     let consumed = consumed(stage, &cfg);
     let names: Vec<&str> = consumed.iter().map(String::as_str).collect();
