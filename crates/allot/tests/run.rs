@@ -120,7 +120,8 @@ fn the_tokenless_api_refuses_other_sites_and_other_hosts() {
     let offboard = format!("{}/api/reps/{rep}/offboard?preview=false", run.api);
     let port = run.api.rsplit(':').next().unwrap().to_string();
     // What a page on another site can make the operator's browser send.
-    let probes: [(&str, Vec<(&str, String)>, &str); 4] = [
+    type Probe<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
+    let probes: [Probe; 4] = [
         (
             "another origin",
             vec![
@@ -175,7 +176,7 @@ fn the_tokenless_api_refuses_other_sites_and_other_hosts() {
     // The API's own page and the CLI (same origin, JSON or no body) get in,
     // and every refusal is in the admin audit.
     let r = http
-        .post(format!("{offboard}").replace("preview=false", "preview=true"))
+        .post(offboard.replace("preview=false", "preview=true"))
         .header("origin", run.api.clone())
         .send()
         .unwrap();
