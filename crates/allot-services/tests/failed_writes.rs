@@ -471,7 +471,8 @@ async fn discard_removes_and_is_audited_and_roles_apply() {
             )
         })
         .collect();
-    let ops = |action: &str, status: u64| ("ops".to_string(), action.to_string(), status);
+    let by = |who: &str, action: &str, status: u64| (who.to_string(), action.to_string(), status);
+    let ops = |action: &str, status: u64| by("ops", action, status);
     assert_eq!(
         got,
         [
@@ -481,6 +482,11 @@ async fn discard_removes_and_is_audited_and_roles_apply() {
             ops("POST /api/writes/failed/lead:NOPE:1/retry", 404),
             ops(&format!("POST {path}"), 404),
             ops(&format!("POST {path}"), 200),
+            // The refused calls are audited too.
+            by("eve", "POST /api/writes/failed/lead:L0:100/retry", 403),
+            by("eve", "POST /api/writes/failed/lead:L0:100/discard", 403),
+            by("(unknown token)", "GET /api/writes/failed", 401),
+            by("(no token)", "GET /api/writes/failed", 401),
         ]
     );
     assert_eq!(
