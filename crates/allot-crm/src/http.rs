@@ -66,10 +66,19 @@ pub(crate) async fn execute(
     })
 }
 
-/// `Retry-After` as delta-seconds. The HTTP-date form is not used by either
-/// CRM and is ignored.
+/// `Retry-After` in either form RFC 9110 allows: delta-seconds, or an
+/// HTTP-date (a date already past asks for no wait).
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    header_u64(headers, "retry-after").map(Duration::from_secs)
+    retry_after_at(headers, std::time::SystemTime::now())
+}
+
+/// [`retry_after`] as seen at `now`.
+fn retry_after_at(headers: &HeaderMap, now: std::time::SystemTime) -> Option<Duration> {
+    if let Some(secs) = header_u64(headers, "retry-after") {
+        return Some(Duration::from_secs(secs));
+    }
+    let date = httpdate::parse_http_date(header_str(headers, "retry-after")?.trim()).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// A header holding an unsigned integer.
@@ -95,4 +104,32 @@ pub(crate) fn snippet(body: &[u8]) -> String {
 /// Joins a base URL and an absolute path without doubling the slash.
 pub(crate) fn join(base: &str, path: &str) -> String {
     format!("{}{}", base.trim_end_matches('/'), path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = httpdate::parse_http_date("Wed, 02 Dec 2026 10:00:00 GMT").unwrap();
+        let at = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("retry-after", v.parse().unwrap());
+            retry_after_at(&h, now)
+        };
+        assert_eq!(at("7"), Some(Duration::from_secs(7)));
+        assert_eq!(at(" 120 "), Some(Duration::from_secs(120)));
+        assert_eq!(
+            at("Wed, 02 Dec 2026 10:01:30 GMT"),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            at("Wed, 02 Dec 2026 09:00:00 GMT"),
+            Some(Duration::ZERO),
+            "past"
+        );
+        assert_eq!(at("soon"), None);
+        assert_eq!(retry_after_at(&HeaderMap::new(), now), None);
+    }
 }
