@@ -12,7 +12,7 @@ use allot_tests::{unique, Broker};
 use serde_json::{json, Value};
 
 mod common;
-use common::{spawn, wait_for, Proc, ROOT};
+use common::{serve_stage, spawn, wait_for, Proc, ROOT};
 
 /// Records across the default rules' trees: weighted, round-robin and
 /// least-loaded teams, single owners, and the fallback.
@@ -184,29 +184,7 @@ fn stages() -> Outcome {
         de = unique("allot.decisions"),
     );
     std::fs::write(dir.path().join("test.toml"), overlay).unwrap();
-    let stage = |name: &str| -> Proc {
-        spawn(
-            &[
-                "serve",
-                name,
-                "--config-dir",
-                dir.path().to_str().unwrap(),
-                "--env",
-                "test",
-            ],
-            &[
-                ("ALLOT__API__LISTEN", "127.0.0.1:0".into()),
-                (
-                    "ALLOT__STORE__PATH",
-                    dir.path()
-                        .join(format!("store-{name}"))
-                        .display()
-                        .to_string(),
-                ),
-            ],
-            "allot serve",
-        )
-    };
+    let stage = |name: &str| serve_stage(name, dir.path(), &format!("store-{name}"));
     let _stages: Vec<Proc> = ["ingest", "assign", "write"]
         .into_iter()
         .map(stage)

@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use serde_json::{json, Value};
 
 mod common;
-use common::{wait_for, ROOT};
+use common::{japan_lead, wait_for, ROOT};
 
 /// Kenji Watanabe: the only owner of sf-apac.
 const KENJI: &str = "0055f000001AFFFAA4";
@@ -69,21 +69,6 @@ fn run(dir: &Path, emulator: &str, port: u16) -> Proc {
 fn get(url: &str) -> Option<Value> {
     let r = reqwest::blocking::get(url).ok()?;
     r.status().is_success().then(|| r.json().ok()).flatten()
-}
-
-fn japan_lead(http: &reqwest::blocking::Client, emulator: &str, n: u32) -> String {
-    let body = json!({"crm": "salesforce", "object": "lead", "fields": {
-        "FirstName": "Aiko", "LastName": format!("Lead {n}"), "Company": format!("Kyoto Co {n}"),
-        "Email": format!("aiko{n}@kyoto-{n}.example"), "Country": "Japan",
-        "NumberOfEmployees": 40, "LeadSource": "Web", "Status": "Open - Not Contacted"}});
-    let created: Value = http
-        .post(format!("{emulator}/_emulator/records"))
-        .json(&body)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    created["id"].as_str().unwrap().to_string()
 }
 
 #[test]

@@ -9,71 +9,14 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use allot_tests::{unique, Broker};
 use serde_json::{json, Value};
 
 mod common;
-use common::{spawn, wait_for, Proc, ROOT};
-
-/// A child process, SIGKILLed on drop.
-/// A minimal OTLP/HTTP collector on loopback: keeps every JSON body POSTed
-/// to /v1/traces.
-fn collector() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let kept = bodies.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(conn) = conn else { return };
-            let kept = kept.clone();
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(conn.try_clone().unwrap());
-                let mut conn = conn;
-                loop {
-                    let mut len = 0usize;
-                    let mut first = String::new();
-                    if reader.read_line(&mut first).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    loop {
-                        let mut h = String::new();
-                        if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if h.trim().is_empty() {
-                            break;
-                        }
-                        if let Some((k, v)) = h.split_once(':') {
-                            if k.eq_ignore_ascii_case("content-length") {
-                                len = v.trim().parse().unwrap_or(0);
-                            }
-                        }
-                    }
-                    let mut body = vec![0; len];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    if first.contains("/v1/traces") {
-                        if let Ok(v) = serde_json::from_slice::<Value>(&body) {
-                            kept.lock().unwrap().push(v);
-                        }
-                    }
-                    let _ = conn.write_all(
-                        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
-                    );
-                }
-            });
-        }
-    });
-    (url, bodies)
-}
+use common::{otlp_collector as collector, serve_stage as stage_on, spawn, wait_for, Proc, ROOT};
 
 /// Service names by trace id, from the OTLP JSON bodies received.
 fn services_by_trace(bodies: &[Value]) -> BTreeMap<String, BTreeSet<String>> {
@@ -104,25 +47,6 @@ fn services_by_trace(bodies: &[Value]) -> BTreeMap<String, BTreeSet<String>> {
 
 fn stage(name: &str, dir: &Path) -> Proc {
     stage_on(name, dir, &format!("store-{name}"))
-}
-
-/// Stage `name` with its store in `dir/store`.
-fn stage_on(name: &str, dir: &Path, store: &str) -> Proc {
-    spawn(
-        &[
-            "serve",
-            name,
-            "--config-dir",
-            dir.to_str().unwrap(),
-            "--env",
-            "test",
-        ],
-        &[
-            ("ALLOT__API__LISTEN", "127.0.0.1:0".into()),
-            ("ALLOT__STORE__PATH", dir.join(store).display().to_string()),
-        ],
-        "allot serve",
-    )
 }
 
 const COUNTRIES: [(&str, &str, &str); 4] = [

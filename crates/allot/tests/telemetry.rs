@@ -6,69 +6,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
 
 mod common;
-use common::{start_with, wait_for};
-
-/// A minimal OTLP/HTTP collector: every body POSTed to `/v1/traces` (JSON)
-/// is kept, and answered 200. Its URL and the bodies.
-fn collector() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let kept = bodies.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(conn) = conn else { return };
-            let kept = kept.clone();
-            std::thread::spawn(move || serve(conn, &kept));
-        }
-    });
-    (url, bodies)
-}
-
-fn serve(conn: std::net::TcpStream, kept: &Mutex<Vec<Value>>) {
-    let mut reader = BufReader::new(conn.try_clone().unwrap());
-    let mut conn = conn;
-    loop {
-        let mut first = String::new();
-        if reader.read_line(&mut first).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut len = 0usize;
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            if h.trim().is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                if k.eq_ignore_ascii_case("content-length") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-            }
-        }
-        let mut body = vec![0; len];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        if first.starts_with("POST /v1/traces") {
-            if let Ok(v) = serde_json::from_slice::<Value>(&body) {
-                kept.lock().unwrap().push(v);
-            }
-        }
-        let _ = conn.write_all(
-            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
-        );
-    }
-}
+use common::{otlp_collector as collector, start_with, wait_for};
 
 /// A span as received: its service, name, attributes and the names of its
 /// named events (their field `event`).

@@ -11,7 +11,7 @@ use std::process::Command;
 use serde_json::{json, Value};
 
 mod common;
-use common::{start, wait_for, ROOT};
+use common::{japan_lead, start, wait_for, ROOT};
 
 const TOKENS: &str =
     "root:admin:admin-token-1234,ops:operator:operator-token-1,eve:viewer:viewer-token-12";
@@ -44,22 +44,6 @@ fn allot(api: &str, token: &str, args: &[&str]) -> Out {
 fn json_of(o: &Out) -> Value {
     assert!(o.ok, "{}", o.stderr);
     serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", o.stdout))
-}
-
-/// A Salesforce lead in Japan, created in the emulator; its id.
-fn japan_lead(http: &reqwest::blocking::Client, emulator: &str, n: u32) -> String {
-    let body = json!({"crm": "salesforce", "object": "lead", "fields": {
-        "FirstName": "Aiko", "LastName": format!("Lead {n}"), "Company": format!("Kyoto Co {n}"),
-        "Email": format!("aiko{n}@kyoto-{n}.example"), "Country": "Japan",
-        "NumberOfEmployees": 40, "LeadSource": "Web", "Status": "Open - Not Contacted"}});
-    let created: Value = http
-        .post(format!("{emulator}/_emulator/records"))
-        .json(&body)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    created["id"].as_str().unwrap().to_string()
 }
 
 fn faults(http: &reqwest::blocking::Client, emulator: &str, patch: Value) {

@@ -496,7 +496,7 @@ impl Wiring<'_> {
 
 /// The Salesforce and HubSpot client configurations for the emulator at
 /// `url` started with `opts`.
-fn emulator_configs(
+pub(crate) fn emulator_configs(
     url: &str,
     opts: &EmulatorOptions,
     call_options_client: &str,

@@ -13,10 +13,7 @@ use std::time::Duration;
 
 use allot_bus::{KafkaSink, KafkaSource, TopicReader};
 use allot_crm::Budgets;
-use allot_crm::{
-    CrmClient, HubSpotAuth, HubSpotClient, HubSpotConfig, SalesforceAuth, SalesforceClient,
-    SalesforceConfig,
-};
+use allot_crm::{CrmClient, HubSpotClient, SalesforceClient};
 use allot_emulator::EmulatorOptions;
 use allot_rules::RuleSet;
 use allot_services::hydrate::Hydrator;
@@ -548,22 +545,7 @@ pub fn emulator_clients(
     opts: &EmulatorOptions,
     call_options_client: &str,
 ) -> Vec<CrmClient> {
-    let sf = SalesforceConfig {
-        call_options_client: call_options_client.to_string(),
-        ..SalesforceConfig::new(
-            url,
-            SalesforceAuth::ClientCredentials {
-                client_id: opts.salesforce_client_id.clone(),
-                client_secret: opts.salesforce_client_secret.clone(),
-            },
-        )
-    };
-    let hs = HubSpotConfig::new(
-        url,
-        HubSpotAuth::PrivateApp {
-            token: opts.hubspot_private_app_token.clone().unwrap_or_default(),
-        },
-    );
+    let (sf, hs) = crate::cmd::run::emulator_configs(url, opts, call_options_client);
     let mut out = Vec::new();
     match SalesforceClient::new(sf) {
         Ok(c) => out.push(CrmClient::Salesforce(c)),

@@ -2,9 +2,11 @@
 
 #![allow(clippy::unwrap_used, dead_code)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
@@ -144,7 +146,6 @@ impl Drop for Proc {
     }
 }
 
-/// Spawns `allot ARGS` and waits for the line naming its URL.
 /// `allot ARGS` from the repository root, once it printed a line holding
 /// `marker` (with the URL it serves).
 pub fn spawn(args: &[&str], envs: &[(&str, String)], marker: &str) -> Proc {
@@ -174,4 +175,96 @@ pub fn spawn(args: &[&str], envs: &[(&str, String)], marker: &str) -> Proc {
     };
     std::thread::spawn(move || lines.for_each(drop));
     Proc { child, url }
+}
+
+/// A minimal OTLP/HTTP collector: every body POSTed to `/v1/traces` (JSON)
+/// is kept, and answered 200. Its URL and the bodies.
+pub fn otlp_collector() -> (String, Arc<Mutex<Vec<serde_json::Value>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let kept = bodies.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let kept = kept.clone();
+            std::thread::spawn(move || serve(conn, &kept));
+        }
+    });
+    (url, bodies)
+}
+
+fn serve(conn: std::net::TcpStream, kept: &Mutex<Vec<serde_json::Value>>) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut conn = conn;
+    loop {
+        let mut first = String::new();
+        if reader.read_line(&mut first).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut len = 0usize;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            if h.trim().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+        }
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        if first.starts_with("POST /v1/traces") {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) {
+                kept.lock().unwrap().push(v);
+            }
+        }
+        let _ = conn.write_all(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+        );
+    }
+}
+
+/// Creates lead `n` from Japan (sf-apac, owned by one rep) in the emulator
+/// at `emulator`; its id.
+pub fn japan_lead(http: &reqwest::blocking::Client, emulator: &str, n: u32) -> String {
+    let body = serde_json::json!({"crm": "salesforce", "object": "lead", "fields": {
+        "FirstName": "Aiko", "LastName": format!("Lead {n}"), "Company": format!("Kyoto Co {n}"),
+        "Email": format!("aiko{n}@kyoto-{n}.example"), "Country": "Japan",
+        "NumberOfEmployees": 40, "LeadSource": "Web", "Status": "Open - Not Contacted"}});
+    let created: serde_json::Value = http
+        .post(format!("{emulator}/_emulator/records"))
+        .json(&body)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    created["id"].as_str().unwrap().to_string()
+}
+
+/// `allot serve NAME` with the config in `dir` (`--env test`) and its store
+/// at `dir/store`, on any free port.
+pub fn serve_stage(name: &str, dir: &Path, store: &str) -> Proc {
+    spawn(
+        &[
+            "serve",
+            name,
+            "--config-dir",
+            dir.to_str().unwrap(),
+            "--env",
+            "test",
+        ],
+        &[
+            ("ALLOT__API__LISTEN", "127.0.0.1:0".into()),
+            ("ALLOT__STORE__PATH", dir.join(store).display().to_string()),
+        ],
+        "allot serve",
+    )
 }
