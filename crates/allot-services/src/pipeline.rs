@@ -159,6 +159,20 @@ struct Chunk {
     parked: HashMap<(ObjectKind, String), Option<Parked>>,
 }
 
+impl Pipeline {
+    /// A record and the order key last applied to it: as this chunk left
+    /// it, else as the store holds it.
+    fn known(&self, chunk: &Chunk, key: &(ObjectKind, String)) -> Result<Cached, ServiceError> {
+        if let Some(c) = chunk.cache.get(key) {
+            return Ok(c.clone());
+        }
+        Ok(match self.store.record(key.0, &key.1)? {
+            Some((r, k)) => (Some(r), k),
+            None => (None, None),
+        })
+    }
+}
+
 /// The note of a decision made on what events carried, with no CRM to ask.
 fn not_read() -> String {
     "record not re-read from the crm (hydration is off): decided on the fields events carried"
@@ -359,13 +373,7 @@ impl Pipeline {
         if event.change == ChangeKind::OwnerRefused {
             return self.refused(out, chunk, &event, now);
         }
-        let (before, applied) = match chunk.cache.get(&key) {
-            Some(c) => c.clone(),
-            None => match self.store.record(event.object, &id)? {
-                Some((r, k)) => (Some(r), k),
-                None => (None, None),
-            },
-        };
+        let (before, applied) = self.known(chunk, &key)?;
         let map = self.maps.get(event.source);
         let m = merge(before.clone(), applied, &event, map);
         if m.stale {
@@ -558,13 +566,7 @@ impl Pipeline {
         self.cause = format!("land:{}/{}", l.object, l.id);
         self.unpark(out, &mut chunk.parked, l.object, &l.id);
         let key = (l.object, l.id.clone());
-        let (before, applied) = match chunk.cache.get(&key) {
-            Some(c) => c.clone(),
-            None => match self.store.record(l.object, &l.id)? {
-                Some((r, k)) => (Some(r), k),
-                None => (None, None),
-            },
-        };
+        let (before, applied) = self.known(chunk, &key)?;
         let event = ChangeEvent {
             v: allot_core::EVENT_VERSION,
             source: p.crm,
@@ -675,13 +677,7 @@ impl Pipeline {
             }
             let key = (b.object, b.id.clone());
             self.cause = format!("book:{}/{}", b.object, b.id);
-            let (before, applied) = match chunk.cache.get(&key) {
-                Some(c) => c.clone(),
-                None => match self.store.record(b.object, &b.id)? {
-                    Some((r, k)) => (Some(r), k),
-                    None => (None, None),
-                },
-            };
+            let (before, applied) = self.known(&chunk, &key)?;
             let event = ChangeEvent {
                 v: allot_core::EVENT_VERSION,
                 source: b.crm,

@@ -32,13 +32,7 @@ impl Pipeline {
             return Ok(());
         };
         let key = (event.object, id.clone());
-        let (record, applied) = match chunk.cache.get(&key) {
-            Some(c) => c.clone(),
-            None => match self.store.record(event.object, &id)? {
-                Some((r, k)) => (Some(r), k),
-                None => (None, None),
-            },
-        };
+        let (record, applied) = self.known(chunk, &key)?;
         let Some(mut record) = record.filter(|r| !r.deleted) else {
             info!(record_id = %id, %refused, "owner refused for a record that is gone: nothing to re-route");
             return Ok(());

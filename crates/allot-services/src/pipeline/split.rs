@@ -213,13 +213,7 @@ impl Pipeline {
         self.cause.clone_from(&s.route_id);
         if let Some(owner) = &s.owner {
             let key = (s.object, s.record_id.clone());
-            let (record, applied) = match chunk.cache.get(&key) {
-                Some(c) => c.clone(),
-                None => match self.store.record(s.object, &s.record_id)? {
-                    Some((r, k)) => (Some(r), k),
-                    None => (None, None),
-                },
-            };
+            let (record, applied) = self.known(chunk, &key)?;
             if let Some(mut record) = record {
                 record.owner = Some(owner.clone());
                 record.owner_since = Some(s.decided_at);
