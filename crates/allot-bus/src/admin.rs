@@ -35,6 +35,32 @@ pub async fn ensure_topics_with(
     topics: &[(&str, i32)],
     replication: i32,
 ) -> Result<(), BusError> {
+    let topics: Vec<Topic<'_>> = topics
+        .iter()
+        .map(|&(name, partitions)| Topic {
+            name,
+            partitions,
+            compacted: false,
+        })
+        .collect();
+    ensure(config, &topics, replication).await
+}
+
+/// A topic to create when missing.
+#[derive(Debug, Clone, Copy)]
+pub struct Topic<'a> {
+    pub name: &'a str,
+    pub partitions: i32,
+    /// Created with `cleanup.policy=compact` (a table: the last record per key).
+    pub compacted: bool,
+}
+
+/// [`ensure_topics_with`], each topic compacted or not.
+pub async fn ensure(
+    config: &KafkaConfig,
+    topics: &[Topic<'_>],
+    replication: i32,
+) -> Result<(), BusError> {
     let admin: AdminClient<TracingContext> = config
         .base()
         .create_with_context(TracingContext)
@@ -44,8 +70,12 @@ pub async fn ensure_topics_with(
         })?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
-        .map(|(name, partitions)| {
-            NewTopic::new(name, *partitions, TopicReplication::Fixed(replication))
+        .map(|t| {
+            let n = NewTopic::new(t.name, t.partitions, TopicReplication::Fixed(replication));
+            match t.compacted {
+                true => n.set("cleanup.policy", "compact"),
+                false => n,
+            }
         })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
@@ -72,7 +102,7 @@ pub async fn ensure_topics_with(
             }
         }
     }
-    let wanted: Vec<String> = topics.iter().map(|(n, _)| n.to_string()).collect();
+    let wanted: Vec<String> = topics.iter().map(|t| t.name.to_string()).collect();
     tokio::task::spawn_blocking(move || wait_visible(&admin, &wanted))
         .await
         .map_err(|e| BusError::task("topic metadata", &e))?
@@ -110,6 +140,6 @@ fn wait_visible(admin: &AdminClient<TracingContext>, topics: &[String]) -> Resul
     Ok(())
 }
 
-fn names(topics: &[(&str, i32)]) -> String {
-    topics.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(",")
+fn names(topics: &[Topic<'_>]) -> String {
+    topics.iter().map(|t| t.name).collect::<Vec<_>>().join(",")
 }

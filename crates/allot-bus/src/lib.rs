@@ -24,7 +24,7 @@ mod source;
 mod telemetry;
 pub mod tracker;
 
-pub use admin::{ensure_topics, ensure_topics_with, BROKER_DEFAULT_REPLICATION};
+pub use admin::{ensure, ensure_topics, ensure_topics_with, Topic, BROKER_DEFAULT_REPLICATION};
 pub use config::{KafkaConfig, OffsetReset};
 pub use context::TracingContext;
 pub use error::BusError;

@@ -141,6 +141,49 @@ impl ChangeEvent {
         }
     }
 
+    /// The event taking `rep` off a record allot gave them (offboarding in
+    /// microservice mode): an [`ChangeKind::OwnerRefused`] event whose
+    /// `note` opens the explanation. The CRM still shows `rep`, so the
+    /// record is decided again as it is, without them. `event_id` is the
+    /// caller's, stable across repeats.
+    pub fn owner_withdrawn(
+        object: crate::ObjectKind,
+        record_id: &str,
+        source: Crm,
+        rep: &str,
+        note: &str,
+        event_id: &str,
+        at: Millis,
+    ) -> ChangeEvent {
+        let mut fields = BTreeMap::new();
+        fields.insert("owner".to_string(), Value::from(rep));
+        fields.insert("note".to_string(), Value::from(note));
+        ChangeEvent {
+            v: EVENT_VERSION,
+            source,
+            event_id: event_id.to_string(),
+            object,
+            record_id: Some(record_id.to_string()),
+            change: ChangeKind::OwnerRefused,
+            changed_fields: Vec::new(),
+            fields,
+            commit_time: Some(at),
+            sequence: None,
+            commit_user: None,
+            origin: Some("allot".to_string()),
+            transaction: None,
+            scope: Some(WRITER_SCOPE.to_string()),
+        }
+    }
+
+    /// The note of an [`Self::owner_withdrawn`] event.
+    pub fn withdrawal(&self) -> Option<String> {
+        if self.change != ChangeKind::OwnerRefused {
+            return None;
+        }
+        self.fields.get("note")?.as_text()
+    }
+
     /// The refused and the previous owner of a [`ChangeKind::OwnerRefused`] event.
     pub fn refusal(&self) -> Option<(String, Option<String>)> {
         if self.change != ChangeKind::OwnerRefused {

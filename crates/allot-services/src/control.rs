@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use allot_core::{Millis, ObjectKind};
+use allot_core::{ChangeEvent, Millis, ObjectKind};
 use allot_rules::overrides::{with_overrides, RepOverride};
 use allot_rules::RuleSet;
 use allot_store::{JOB, OVERRIDE};
@@ -25,6 +25,7 @@ mod pace;
 mod redecide;
 mod retry;
 mod sync;
+mod topic;
 
 pub use crate::backfill::SyncCtx;
 use crate::ServiceError;
@@ -35,6 +36,7 @@ pub use handle::{
 pub use pace::Pacer;
 pub use redecide::{owned_by, redecide};
 pub use retry::redecide_records;
+pub use topic::{record, Control, ControlFeed, ControlTopic, CONTROL_SCHEMA};
 
 /// Version of the [`ControlMessage`] schema.
 pub const CONTROL_VERSION: u8 = 1;
@@ -73,6 +75,9 @@ pub struct Controller {
     syncing: Option<sync::Active>,
     sync_pacer: Pacer,
     next_resync_check: Millis,
+    /// A replica following the control topic: a rule switch does not start
+    /// the realignment job here.
+    follower: bool,
 }
 
 impl Controller {
@@ -89,7 +94,54 @@ impl Controller {
             syncing: None,
             sync_pacer: Pacer::new(realign_rate_per_sec),
             next_resync_check: Millis::MIN,
+            follower: false,
         }
+    }
+
+    /// The controller of a replica that follows the control topic
+    /// ([`Self::follow`]) instead of taking commands.
+    pub fn follower(base: Arc<RuleSet>) -> Self {
+        Controller {
+            follower: true,
+            ..Controller::new(None, base, 1)
+        }
+    }
+
+    /// Applies a message read from the control topic: records it in the
+    /// store, switches the rules or the overrides, and for an offboarding
+    /// answers the events that take the rep off the open records this
+    /// store shows on them (`id` names the message, for stable event ids).
+    pub fn follow(
+        &mut self,
+        p: &mut Pipeline,
+        message: &ControlMessage,
+        id: &str,
+        now: Millis,
+    ) -> Result<Vec<ChangeEvent>, ServiceError> {
+        let store = p.store().clone();
+        let mut b = store.batch();
+        record(&store, &mut b, message)?;
+        store.commit(b)?;
+        self.overrides = store
+            .admin_all::<RepOverride>(OVERRIDE)?
+            .into_iter()
+            .collect();
+        self.apply(p);
+        self.sync(p, now)?;
+        let ControlCommand::Offboard { rep, by, .. } = &message.command else {
+            return Ok(Vec::new());
+        };
+        let note = format!("offboard: {rep} offboarded by {by}; open records re-decided");
+        let events: Vec<ChangeEvent> = owned_by(&store, rep)?
+            .iter()
+            .map(|r| {
+                let event_id = format!("offboard:{rep}:{}:{id}", r.id);
+                let crm = crate::pipeline::crm_of(r).unwrap_or(allot_core::Crm::Native);
+                ChangeEvent::owner_withdrawn(r.object, &r.id, crm, rep, &note, &event_id, now)
+            })
+            .collect();
+        info!(rep = %rep, by = %by, records = events.len(), "offboarded: open records held here sent to be decided again");
+        Ok(events)
     }
 
     /// Loads overrides, an unfinished realignment job and the active version.
@@ -169,7 +221,9 @@ impl Controller {
         }
         let mut b = store.batch();
         b.admin_put(JOB, APPLIED, json!(active.version_id));
-        if let Some(from) = applied.filter(|a| *a != active.version_id) {
+        if self.follower {
+            info!(to = %active.version_id, "rules switched (control topic)");
+        } else if let Some(from) = applied.filter(|a| *a != active.version_id) {
             let job = RealignJob {
                 v: 1,
                 from_version: from,
@@ -274,6 +328,7 @@ impl Controller {
                 version_id,
                 effective_at,
                 by,
+                ..
             } => {
                 let store = p.store().clone();
                 let Some(v) = store.rule_version(version_id)? else {
@@ -297,7 +352,7 @@ impl Controller {
                 info!(rep = %rep, by = %by, "rep override set");
                 Ok(json!({ "rep": rep, "override": over }))
             }
-            ControlCommand::Offboard { rep, by } => {
+            ControlCommand::Offboard { rep, by, .. } => {
                 if self.base.rep(rep).is_none() {
                     return Ok((out, Err(format!("no rep {rep:?} in the active rules"))));
                 }
@@ -349,6 +404,7 @@ mod tests {
             command: ControlCommand::Offboard {
                 rep: "ana".into(),
                 by: "ops".into(),
+                over: None,
             },
         };
         let text = serde_json::to_string(&m).unwrap();

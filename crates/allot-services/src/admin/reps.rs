@@ -250,6 +250,7 @@ pub(crate) async fn offboard(
             ControlCommand::Offboard {
                 rep,
                 by: caller.name,
+                over: None,
             },
         )
         .await;

@@ -326,6 +326,7 @@ pub(crate) async fn activate(
             version_id: id,
             effective_at,
             by: caller.name,
+            toml: None,
         },
     )
     .await
@@ -370,6 +371,7 @@ pub(crate) async fn rollback(
                     version_id,
                     effective_at: now,
                     by: caller.name,
+                    toml: None,
                 },
             )
             .await

@@ -17,6 +17,10 @@ pub enum ControlCommand {
         version_id: String,
         effective_at: Millis,
         by: String,
+        /// The version's text, carried on the control topic so that every
+        /// replica can store it (none in one process: the store has it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        toml: Option<String>,
     },
     /// Replace a rep's override (an empty one removes it).
     SetRepOverride {
@@ -26,7 +30,14 @@ pub enum ControlCommand {
         by: String,
     },
     /// Deactivate a rep and re-decide their open records now.
-    Offboard { rep: String, by: String },
+    Offboard {
+        rep: String,
+        by: String,
+        /// The rep's whole override after offboarding, carried on the
+        /// control topic (none in one process: the owner works it out).
+        #[serde(default, rename = "override", skip_serializing_if = "Option::is_none")]
+        over: Option<RepOverride>,
+    },
     /// Re-decide these records now (a failed write retried): see
     /// [`super::redecide_records`].
     Redecide {
@@ -38,6 +49,23 @@ pub enum ControlCommand {
         plan: crate::backfill::SyncPlan,
         by: String,
     },
+}
+
+impl ControlCommand {
+    /// The key on the compacted control topic: the last message per key is
+    /// the one a replica starting from scratch needs. A rule version's
+    /// activation is kept per version; a rep's override, offboarding
+    /// included, per rep.
+    pub fn key(&self) -> String {
+        match self {
+            ControlCommand::ActivateRules { version_id, .. } => format!("rules:{version_id}"),
+            ControlCommand::SetRepOverride { rep, .. } | ControlCommand::Offboard { rep, .. } => {
+                format!("rep:{rep}")
+            }
+            ControlCommand::Redecide { .. } => "redecide".into(),
+            ControlCommand::Sync { .. } => "sync".into(),
+        }
+    }
 }
 
 /// One record to decide again.
@@ -73,6 +101,8 @@ pub struct Envelope {
 pub enum ControlHandle {
     /// To the owner in this process (`allot run`).
     Embedded(mpsc::Sender<Envelope>),
+    /// To every deciding replica, through the control topic (`allot serve api`).
+    Topic(std::sync::Arc<super::topic::ControlTopic>),
     /// No pipeline owner reachable from here; the text says why.
     Unavailable(String),
 }
@@ -97,6 +127,7 @@ impl ControlHandle {
     pub async fn request(&self, command: ControlCommand) -> Result<Value, ControlError> {
         match self {
             ControlHandle::Unavailable(why) => Err(ControlError::Unavailable(why.clone())),
+            ControlHandle::Topic(t) => t.publish(command).await,
             ControlHandle::Embedded(tx) => {
                 let (reply, rx) = oneshot::channel();
                 let message = ControlMessage {

@@ -6,6 +6,10 @@
 //! still shows, the loads follow, and the engine decides again without the
 //! refused rep, with the reason first in the explanation. In split mode
 //! the refused rep travels with the route to the pool that picks the rep.
+//!
+//! Offboarding in microservice mode takes the same path: an
+//! [`owner_withdrawn`](allot_core::ChangeEvent::owner_withdrawn) event per
+//! open record, decided again without the rep by the replica that owns it.
 
 use allot_core::{ChangeEvent, Millis, StateOp};
 use tracing::{info, warn};
@@ -39,6 +43,22 @@ impl Pipeline {
         };
         if record.owner.as_deref() != Some(refused.as_str()) {
             info!(record_id = %id, %refused, owner = ?record.owner, "owner refused, but the record has moved on since: nothing to re-route");
+            return Ok(());
+        }
+        if let Some(note) = event.withdrawal() {
+            // Offboarding: the CRM shows the rep, the record is decided
+            // again as it is, without them (the decision moves the load).
+            info!(record_id = %id, rep = %refused, "owner withdrawn: decided again without them");
+            self.decide_without(
+                out,
+                &mut record,
+                event,
+                now,
+                Some(note),
+                std::slice::from_ref(&refused),
+            );
+            out.batch.put_record(&record, applied);
+            chunk.cache.insert(key, (Some(record), applied));
             return Ok(());
         }
         // The CRM still shows the previous owner: the record and the loads

@@ -32,6 +32,8 @@ pub struct AssignStage {
     pub sla: Option<SlaConfig>,
     pub sla_next: tokio::time::Instant,
     pub sla_from: Millis,
+    /// The control topic, when this stage follows it.
+    pub control: Option<super::follow::Follower>,
 }
 
 impl AssignStage {
@@ -54,7 +56,21 @@ impl AssignStage {
             sla: sla.filter(|s| s.enabled),
             sla_next: tokio::time::Instant::now(),
             sla_from: crate::now_ms() - 24 * 3_600_000,
+            control: None,
         }
+    }
+
+    /// Follows the control topic: rule activations and rep changes made
+    /// through the api stage (applied before the first chunk, then between chunks).
+    pub async fn follow(
+        &mut self,
+        feed: crate::control::ControlFeed,
+        events_topic: &str,
+    ) -> Result<(), ServiceError> {
+        let f = super::follow::Follower::start(&mut self.pipeline, feed, events_topic, &self.sink)
+            .await?;
+        self.control = Some(f);
+        Ok(())
     }
 
     /// Sends every decision of `staged` (with its owner change) to the decisions topic.
@@ -185,6 +201,9 @@ impl ChunkStage for AssignStage {
     }
 
     async fn tick(&mut self) -> Result<(), ServiceError> {
+        if let Some(f) = self.control.as_mut() {
+            f.step(&mut self.pipeline, &self.sink).await?;
+        }
         let staged = self.pipeline.stage_hydrated(crate::now_ms())?;
         if !staged.batch.is_empty() {
             self.send(&staged, &HashMap::new()).await?;

@@ -69,6 +69,8 @@ pub struct DistributeStage {
     seen: HashSet<String>,
     order: VecDeque<String>,
     metrics: Metrics,
+    /// The control topic, when this stage follows it.
+    control: Option<super::follow::RulesInForce>,
 }
 
 /// What one chunk sends.
@@ -118,10 +120,33 @@ impl DistributeStage {
             seen: HashSet::new(),
             order: VecDeque::new(),
             metrics,
+            control: None,
         })
     }
 
-    /// The partition's state, loaded from its changelog when not held.
+    /// Follows the control topic: rule activations and rep changes made
+    /// through the api stage (applied before the first chunk, then between chunks).
+    pub async fn follow(
+        &mut self,
+        feed: crate::control::ControlFeed,
+        store: Arc<allot_store::Store>,
+    ) -> Result<(), ServiceError> {
+        let (f, rules) =
+            super::follow::RulesInForce::start(feed, store, self.rules.clone()).await?;
+        self.rules = rules;
+        self.control = Some(f);
+        Ok(())
+    }
+
+    async fn follow_step(&mut self) -> Result<(), ServiceError> {
+        if let Some(f) = self.control.as_mut() {
+            if let Some(rules) = f.step().await? {
+                self.rules = rules;
+            }
+        }
+        Ok(())
+    }
+
     /// The newest changelog entry of partition `p`; a broker slow to answer
     /// (metadata or fetch timing out while partitions move) is asked again
     /// a few times before the stage gives up.
@@ -388,6 +413,10 @@ impl ChunkStage for DistributeStage {
 
     fn into_source(self) -> KafkaSource {
         self.source
+    }
+
+    async fn tick(&mut self) -> Result<(), ServiceError> {
+        self.follow_step().await
     }
 
     async fn process(&mut self, chunk: Vec<Delivery>) -> Result<(), ServiceError> {

@@ -46,6 +46,8 @@ pub struct MatchStage {
     partitions: i32,
     /// The account table, read in full.
     accounts: TopicReader,
+    /// The control topic, when this stage follows it.
+    control: Option<super::follow::Follower>,
 }
 
 impl MatchStage {
@@ -70,6 +72,7 @@ impl MatchStage {
             topics,
             partitions,
             accounts,
+            control: None,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -83,6 +86,19 @@ impl MatchStage {
             }
         }
         Ok(s)
+    }
+
+    /// Follows the control topic: rule activations and rep changes made
+    /// through the api stage (applied before the first chunk, then between chunks).
+    pub async fn follow(
+        &mut self,
+        feed: crate::control::ControlFeed,
+        events_topic: &str,
+    ) -> Result<(), ServiceError> {
+        let f = super::follow::Follower::start(&mut self.pipeline, feed, events_topic, &self.sink)
+            .await?;
+        self.control = Some(f);
+        Ok(())
     }
 
     /// Applies what arrived on the accounts topic.
@@ -318,6 +334,9 @@ impl ChunkStage for MatchStage {
     }
 
     async fn tick(&mut self) -> Result<(), ServiceError> {
+        if let Some(f) = self.control.as_mut() {
+            f.step(&mut self.pipeline, &self.sink).await?;
+        }
         self.read_accounts().await?;
         let staged = self.pipeline.stage_hydrated(crate::now_ms())?;
         if !staged.batch.is_empty() {

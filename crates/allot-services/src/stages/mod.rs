@@ -17,6 +17,7 @@
 
 pub mod assign;
 pub mod distribute;
+pub mod follow;
 pub mod ingest;
 pub mod matching;
 pub mod messages;
@@ -50,6 +51,9 @@ pub struct StageConfig {
     /// The account table (lead-to-account), compacted, read in full by
     /// every match replica.
     pub accounts_topic: String,
+    /// Rule activations and rep changes from the admin API, compacted,
+    /// read in full by every assign, match and distribute replica.
+    pub control_topic: String,
     pub assign_group: String,
     pub match_group: String,
     pub distribute_group: String,
@@ -69,6 +73,7 @@ impl Default for StageConfig {
             distribute_topic: "allot.distribute".into(),
             changelog_topic: "allot.distribute-state".into(),
             accounts_topic: "allot.accounts".into(),
+            control_topic: "allot.control".into(),
             assign_group: "allot-assign".into(),
             match_group: "allot-match".into(),
             distribute_group: "allot-distribute".into(),

@@ -445,6 +445,15 @@ pub fn reps(a: Reps, vars: HashMap<String, String>) -> anyhow::Result<ExitCode> 
             )
             .and_then(|v| {
                 c.show(&v, |v| {
+                    if let Some(by) = v["re_decided_by"].as_str() {
+                        // Microservice mode: published to the control topic.
+                        println!(
+                            "{rep}: offboarded (control topic {} at offset {}); open records re-decided by {by}",
+                            cell(&v["published"]["topic"]),
+                            cell(&v["published"]["offset"])
+                        );
+                        return;
+                    }
                     let list = if apply { &v["moved"] } else { &v["moves"] };
                     let rows: Vec<Vec<String>> = list
                         .as_array()

@@ -466,7 +466,7 @@ impl Wiring<'_> {
             hubspot_secret,
             cfg.kafka.enabled,
         )?;
-        Ok(api_router_with(
+        Ok(api_router(
             cfg,
             self.secrets,
             self.store.clone(),
@@ -675,22 +675,10 @@ pub fn webhooks_router(
     Ok(webhooks::router(hooks))
 }
 
-/// The API (admin, read side, dashboard) over `store`: the one place its
-/// state is assembled, for `allot run` and `allot serve api`.
+/// The API (admin, read side, dashboard) over `store`, with where its
+/// changes go: the one place its state is assembled, for `allot run` and
+/// `allot serve api`.
 pub fn api_router(
-    cfg: &AppConfig,
-    secrets: &Secrets,
-    store: Arc<Store>,
-    metrics: Metrics,
-) -> anyhow::Result<axum::Router> {
-    let control = ControlHandle::Unavailable(
-        "this process does not run the pipeline (rules and reps change through allot run)".into(),
-    );
-    api_router_with(cfg, secrets, store, metrics, control)
-}
-
-/// [`api_router`] with the pipeline owner's command channel.
-pub fn api_router_with(
     cfg: &AppConfig,
     secrets: &Secrets,
     store: Arc<Store>,

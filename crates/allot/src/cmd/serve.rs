@@ -16,6 +16,7 @@ use allot_crm::Budgets;
 use allot_crm::{CrmClient, HubSpotClient, SalesforceClient};
 use allot_emulator::EmulatorOptions;
 use allot_rules::RuleSet;
+use allot_services::control::{ControlFeed, ControlHandle, ControlTopic};
 use allot_services::hydrate::Hydrator;
 use allot_services::metrics::Metrics;
 use allot_services::pipeline::{FieldMaps, Pipeline};
@@ -182,21 +183,32 @@ async fn serve(stage: Stage, mut cfg: AppConfig, secrets: Secrets) -> anyhow::Re
 }
 
 /// Creates the topics this stage reads and writes when they are missing.
-async fn ensure_topics(stage: Stage, cfg: &AppConfig) -> anyhow::Result<()> {
+async fn ensure_topics<'a>(stage: Stage, cfg: &'a AppConfig) -> anyhow::Result<()> {
     let k = &cfg.kafka;
     let st = &k.stages;
-    let mut topics: Vec<(&str, i32)> = vec![
-        (st.events_topic.as_str(), k.partitions),
-        (st.decisions_topic.as_str(), k.partitions),
-        (k.dlq_topic.as_str(), 1),
-        (st.distribute_topic.as_str(), k.partitions),
-        (st.changelog_topic.as_str(), k.partitions),
-        (st.accounts_topic.as_str(), k.partitions),
+    let topic = |name: &'a str, partitions: i32, compacted: bool| allot_bus::Topic {
+        name,
+        partitions,
+        compacted,
+    };
+    let mut topics = vec![
+        topic(&st.events_topic, k.partitions, false),
+        topic(&st.decisions_topic, k.partitions, false),
+        topic(&k.dlq_topic, 1, false),
+        topic(&st.distribute_topic, k.partitions, false),
+        topic(&st.changelog_topic, k.partitions, true),
+        topic(&st.accounts_topic, k.partitions, true),
+        // One partition: every replica reads it in full, in order.
+        topic(&st.control_topic, 1, true),
     ];
     if stage == Stage::Ingest {
-        topics.extend(k.sources.iter().map(|s| (s.topic.as_str(), k.partitions)));
+        topics.extend(
+            k.sources
+                .iter()
+                .map(|s| topic(&s.topic, k.partitions, false)),
+        );
     }
-    allot_bus::ensure_topics_with(&k.bus(), &topics, allot_bus::BROKER_DEFAULT_REPLICATION)
+    allot_bus::ensure(&k.bus(), &topics, allot_bus::BROKER_DEFAULT_REPLICATION)
         .await
         .map_err(err)
 }
@@ -267,7 +279,7 @@ impl Wiring<'_> {
     ) -> anyhow::Result<Option<axum::Router>> {
         match stage {
             Stage::Ingest => self.ingest(source)?,
-            Stage::Assign => self.assign(source)?,
+            Stage::Assign => self.assign(source, group).await?,
             Stage::Match => self.matching(source, group).await?,
             Stage::Distribute => self.distribute(source, group).await?,
             Stage::Write => self.write(source)?,
@@ -316,10 +328,16 @@ impl Wiring<'_> {
         )?)
     }
 
-    fn assign(&mut self, source: KafkaSource) -> anyhow::Result<()> {
+    /// The control topic, read in full by this replica.
+    async fn control(&self, group: &str) -> anyhow::Result<ControlFeed> {
+        let k = &self.cfg.kafka;
+        Ok(ControlFeed::open(&k.bus_for(group), &k.stages.control_topic).await?)
+    }
+
+    async fn assign(&mut self, source: KafkaSource, group: &str) -> anyhow::Result<()> {
         let pipeline = self.pipeline()?;
         let (k, cfg) = (&self.cfg.kafka, self.cfg);
-        let s = AssignStage::new(
+        let mut s = AssignStage::new(
             pipeline,
             source,
             self.sink()?,
@@ -327,6 +345,8 @@ impl Wiring<'_> {
             &k.dlq_topic,
             Some(cfg.sla.clone()),
         );
+        s.follow(self.control(group).await?, &k.stages.events_topic)
+            .await?;
         self.spawn(s);
         Ok(())
     }
@@ -343,7 +363,9 @@ impl Wiring<'_> {
             accounts: st.accounts_topic.clone(),
             dlq: k.dlq_topic.clone(),
         };
-        let s = MatchStage::start(pipeline, source, self.sink()?, accounts, topics).await?;
+        let mut s = MatchStage::start(pipeline, source, self.sink()?, accounts, topics).await?;
+        s.follow(self.control(group).await?, &st.events_topic)
+            .await?;
         self.spawn(s);
         Ok(())
     }
@@ -360,7 +382,7 @@ impl Wiring<'_> {
             accounts: st.accounts_topic.clone(),
             dlq: k.dlq_topic.clone(),
         };
-        let s = DistributeStage::start(
+        let mut s = DistributeStage::start(
             rules,
             source,
             self.sink()?,
@@ -369,6 +391,8 @@ impl Wiring<'_> {
             self.metrics.clone(),
         )
         .await?;
+        s.follow(self.control(group).await?, self.store.clone())
+            .await?;
         self.spawn(s);
         Ok(())
     }
@@ -434,11 +458,18 @@ impl Wiring<'_> {
             self.secrets.hubspot_client_secret.clone(),
             true,
         )?;
+        // Admin changes go to every deciding replica through the control topic.
+        let control = ControlHandle::Topic(Arc::new(ControlTopic::new(
+            self.sink()?,
+            &self.cfg.kafka.stages.control_topic,
+            self.store.clone(),
+        )));
         let api = crate::cmd::run::api_router(
             self.cfg,
             self.secrets,
             self.store.clone(),
             self.metrics.clone(),
+            control,
         )?;
         Ok(api.merge(hooks))
     }
