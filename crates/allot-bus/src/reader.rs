@@ -27,9 +27,13 @@ pub struct TopicReader {
 impl TopicReader {
     fn open(config: &KafkaConfig, topic: &str) -> Result<TopicReader, BusError> {
         let mut c = config.base();
+        // Its own group id per reader: nothing is committed, and readers
+        // of one process (a table, a changelog restore) stay apart.
+        static READERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = READERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         c.set(
             "group.id",
-            format!("{}-reader-{}", config.group_id, std::process::id()),
+            format!("{}-reader-{}-{n}", config.group_id, std::process::id()),
         )
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

@@ -23,6 +23,7 @@ use allot_services::pipeline::{FieldMaps, Pipeline};
 use allot_services::reader::ReadPolicy;
 use allot_services::stages::assign::AssignStage;
 use allot_services::stages::distribute::{DistributeStage, DistributeTopics};
+use allot_services::stages::follow::RulesInForce;
 use allot_services::stages::ingest::IngestStage;
 use allot_services::stages::matching::{MatchStage, MatchTopics};
 use allot_services::stages::read_model::ReadModel;
@@ -283,7 +284,7 @@ impl Wiring<'_> {
             Stage::Match => self.matching(source, group).await?,
             Stage::Distribute => self.distribute(source, group).await?,
             Stage::Write => self.write(source)?,
-            Stage::Api => return self.api(source).map(Some),
+            Stage::Api => return self.api(source, group).await.map(Some),
         }
         Ok(None)
     }
@@ -440,7 +441,29 @@ impl Wiring<'_> {
         Ok(())
     }
 
-    fn api(&mut self, source: KafkaSource) -> anyhow::Result<axum::Router> {
+    async fn api(&mut self, source: KafkaSource, group: &str) -> anyhow::Result<axum::Router> {
+        // The rule versions and overrides the API shows: the file's, then
+        // what the control topic says (read back in full by a new store).
+        let rules = load_rules(self.cfg, &self.store)?;
+        let (mut follow, _) =
+            RulesInForce::start(self.control(group).await?, self.store.clone(), rules).await?;
+        let (stop, failed) = (stopped(&self.stop_rx), self.failed.clone());
+        self.tasks.push(tokio::spawn(async move {
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    () = &mut stop => return,
+                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+                if let Err(e) = follow.step().await {
+                    error!(error = %e, "the control topic is no longer followed");
+                    let _ = failed
+                        .send(format!("following the control topic: {e}"))
+                        .await;
+                    return;
+                }
+            }
+        }));
         let s = ReadModel {
             store: self.store.clone(),
             source,
@@ -530,26 +553,54 @@ fn api_group(store: &Store, prefix: &str) -> anyhow::Result<String> {
     Ok(id)
 }
 
-/// The rules at `rules.path`, recorded as a version in this process's store.
+/// The rules in force in this process's store. In microservice mode the
+/// control topic is what every replica agrees on, so the file at
+/// `rules.path` is the baseline: a version the store does not know is
+/// stored in force from the start of time, or from when the file version
+/// it replaces was (a new file and a restart replace a file version), and
+/// a version activated through the API stays in force over it.
 fn load_rules(cfg: &AppConfig, store: &Store) -> anyhow::Result<Arc<RuleSet>> {
     let text = std::fs::read_to_string(&cfg.rules.path)
         .with_context(|| format!("cannot read rules {}", cfg.rules.path.display()))?;
     let origin = cfg.rules.path.display().to_string();
-    let rules =
+    let file =
         RuleSet::from_toml(&text, &origin).map_err(|e| anyhow::anyhow!("invalid rules:\n{e}"))?;
-    for w in &rules.warnings {
+    for w in &file.warnings {
         warn!(warning = %w.render(&origin), "rules");
     }
-    store
-        .put_rule_version(
-            &rules.version,
-            &text,
-            allot_services::now_ms(),
-            Some("startup"),
-        )
-        .map_err(err)?;
-    Ok(Arc::new(rules))
+    let now = allot_services::now_ms();
+    let active = store.active_rule_version(now).map_err(err)?;
+    match store.rule_version(&file.version).map_err(err)? {
+        Some(v) if v.toml != text => anyhow::bail!(
+            "{origin}: version {:?} is stored with different text; rule versions are immutable: change `version` in the file",
+            file.version
+        ),
+        Some(_) => {}
+        None => {
+            let from = active
+                .as_ref()
+                .filter(|a| a.activated_by.as_deref() == Some(STARTUP))
+                .map_or(0, |a| a.effective_at);
+            store
+                .put_rule_version(&file.version, &text, from, Some(STARTUP))
+                .map_err(err)?;
+        }
+    }
+    let active = store
+        .active_rule_version(now)
+        .map_err(err)?
+        .context("no rule version is active")?;
+    if active.version_id == file.version {
+        return Ok(Arc::new(file));
+    }
+    warn!(version = %active.version_id, file = %file.version, "rules.path is not in force: a version activated through the API is (activate the file's version through the API to change that)");
+    RuleSet::from_toml(&active.toml, &active.version_id)
+        .map(Arc::new)
+        .map_err(|e| anyhow::anyhow!("stored rule version {}:\n{e}", active.version_id))
 }
+
+/// Who a version stored from `rules.path` at start is activated by.
+const STARTUP: &str = "startup";
 
 /// The CRM clients: an emulator running as its own process (`emulator.url`,
 /// else `http://<emulator.listen>`, with the emulator's built-in

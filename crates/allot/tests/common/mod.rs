@@ -153,7 +153,11 @@ pub fn spawn(args: &[&str], envs: &[(&str, String)], marker: &str) -> Proc {
         .args(args)
         .current_dir(ROOT)
         .envs(envs.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("ALLOT__TELEMETRY__LEVEL", "warn")
+        // ALLOT_TEST_LOG=info shows what the processes do.
+        .env(
+            "ALLOT__TELEMETRY__LEVEL",
+            std::env::var("ALLOT_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
