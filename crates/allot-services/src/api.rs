@@ -124,6 +124,10 @@ async fn ready(State(p): State<Probe>) -> Response {
             if let Some(stage) = p.stage {
                 body["stage"] = json!(stage);
             }
+            let warnings = p.metrics.readiness.warnings();
+            if !warnings.is_empty() {
+                body["warnings"] = json!(warnings);
+            }
             Json(body).into_response()
         }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("store: {e}")),

@@ -50,6 +50,25 @@ pub struct Metrics {
     pub lag: IntGaugeVec,
     /// Time to process and commit one batch, by stage.
     pub batch_seconds: HistogramVec,
+    /// What an operator must know about this process's readiness (shown
+    /// on `/readyz`): settings that weaken it, such as unauthenticated webhooks.
+    pub readiness: Readiness,
+}
+
+/// Warnings `/readyz` shows, set at start.
+#[derive(Clone, Default)]
+pub struct Readiness(std::sync::Arc<std::sync::RwLock<Vec<String>>>);
+
+impl Readiness {
+    pub fn warn(&self, text: impl Into<String>) {
+        if let Ok(mut w) = self.0.write() {
+            w.push(text.into());
+        }
+    }
+
+    pub fn warnings(&self) -> Vec<String> {
+        self.0.read().map(|w| w.clone()).unwrap_or_default()
+    }
 }
 
 impl Metrics {
@@ -147,6 +166,7 @@ impl Metrics {
             decisions_by_territory: TerritoryCounts::default(),
             lag,
             batch_seconds,
+            readiness: Readiness::default(),
             registry,
         }
     }

@@ -181,6 +181,11 @@ pub struct IngestCfg {
     #[serde(default)]
     pub hubspot_source_ids: Vec<String>,
     pub hydrate: bool,
+    /// Serve webhooks on a non-loopback address although a source has no
+    /// secret or token (signatures or bearer tokens not checked). Off: such
+    /// a process refuses to start.
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
 }
 
 /// Names of the environment variables that hold secrets.

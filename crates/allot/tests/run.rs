@@ -190,3 +190,47 @@ fn the_tokenless_api_refuses_other_sites_and_other_hosts() {
         .count();
     assert_eq!(refused, 5, "{audit:#}");
 }
+
+#[test]
+fn webhooks_off_loopback_without_secrets_refuse_to_start_unless_allowed_loudly() {
+    // Not loopback: the unspecified address (nothing but loopback calls it here).
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_allot"))
+        .args(["run", "--no-demo", "--for-secs", "20"])
+        .current_dir(common::ROOT)
+        .env("ALLOT__API__LISTEN", "0.0.0.0:0")
+        .env("ALLOT__EMULATOR__LISTEN", "127.0.0.1:0")
+        .env("ALLOT__STORE__PATH", dir.path().join("store"))
+        .env("ALLOT_API_TOKENS", "ops:admin:s3cret-token")
+        .env_remove("ALLOT_INGEST_TOKEN")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started: {stderr}");
+    assert!(
+        stderr.contains("without authentication")
+            && stderr.contains("/webhooks/salesforce and /webhooks/native")
+            && stderr.contains("ALLOT_INGEST_TOKEN")
+            && stderr.contains("ingest.allow_unauthenticated"),
+        "{stderr}"
+    );
+
+    // Allowed explicitly: it starts, and says so on /readyz.
+    let dir = tempfile::tempdir().unwrap();
+    let run = common::start_with(
+        dir.path(),
+        &[],
+        &[
+            ("ALLOT__API__LISTEN", "0.0.0.0:0"),
+            ("ALLOT__INGEST__ALLOW_UNAUTHENTICATED", "true"),
+            ("ALLOT_API_TOKENS", "ops:admin:s3cret-token"),
+        ],
+    );
+    let port = run.api.rsplit(':').next().unwrap().trim_end_matches('/');
+    let ready = get(&format!("http://127.0.0.1:{port}/readyz")).unwrap();
+    let warnings = ready["warnings"].to_string();
+    assert!(
+        warnings.contains("unauthenticated webhooks") && warnings.contains("/webhooks/native"),
+        "{ready}"
+    );
+}

@@ -669,8 +669,40 @@ pub fn webhooks_router(
             false => None,
         },
     };
+    let mut open = Vec::new();
     if hooks.hubspot_secret.is_none() {
-        warn!("no HubSpot client secret: webhook signatures are NOT checked");
+        open.push(format!(
+            "/webhooks/hubspot: no HubSpot client secret (${}): signatures are not checked",
+            cfg.secrets.hubspot_client_secret_env
+        ));
+    }
+    if hooks.ingest_token.is_none() {
+        open.push(format!(
+            "/webhooks/salesforce and /webhooks/native: no ingest token (${}): callers are not authenticated",
+            cfg.secrets.ingest_token_env
+        ));
+    }
+    let exposed = !cfg.api.listen.ip().is_loopback();
+    if exposed && !open.is_empty() {
+        if !cfg.ingest.allow_unauthenticated {
+            anyhow::bail!(
+                "webhooks on api.listen {} (not a loopback address) without authentication:\n  {}\n\
+                 set the secrets, listen on loopback, or set ingest.allow_unauthenticated = true to serve them anyway",
+                cfg.api.listen,
+                open.join("\n  ")
+            );
+        }
+        for o in &open {
+            error!(listen = %cfg.api.listen, "UNAUTHENTICATED WEBHOOKS (ingest.allow_unauthenticated = true): {o}");
+            hooks
+                .metrics
+                .readiness
+                .warn(format!("unauthenticated webhooks: {o}"));
+        }
+    } else {
+        for o in &open {
+            warn!("{o} (loopback only)");
+        }
     }
     Ok(webhooks::router(hooks))
 }
