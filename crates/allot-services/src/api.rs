@@ -74,7 +74,7 @@ pub fn limited(router: Router, limit: usize) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(limit))
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (
         status,
         Json(json!({ "status": "error", "message": message.into() })),

@@ -13,6 +13,7 @@ pub mod control;
 pub mod dashboard;
 pub mod embedded;
 pub mod error;
+pub mod http;
 pub mod hydrate;
 pub mod kafka;
 pub mod metrics;

@@ -127,6 +127,9 @@ pub struct ApiCfg {
     /// answers; empty: localhost, 127.0.0.1, [::1] and the listen address.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// Timeouts and the connection cap of the HTTP server (`[api.limits]`).
+    #[serde(default)]
+    pub limits: allot_services::http::HttpLimits,
 }
 
 impl ApiCfg {

@@ -85,17 +85,11 @@ pub fn stopped(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 
 pub fn spawn_http(
     listener: TcpListener,
     app: axum::Router,
+    limits: allot_services::http::HttpLimits,
     stop_rx: &watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     let stop = stopped(stop_rx);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
-            .await
-        {
-            error!(error = %e, "http server stopped");
-        }
-    })
+    tokio::spawn(allot_services::http::serve(listener, app, limits, stop))
 }
 
 async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> anyhow::Result<()> {
@@ -160,7 +154,8 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
     w.prune_dedupe();
 
     let app = w.app(crm.hubspot_secret, control)?;
-    w.tasks.push(spawn_http(api_listener, app, &stop_rx));
+    w.tasks
+        .push(spawn_http(api_listener, app, cfg.api.limits, &stop_rx));
     print_banner(&cfg, &rules, api_addr, crm.emulator_url.as_deref());
     if let (Some(url), true) = (&crm.emulator_url, cfg.emulator.demo_stream) {
         w.demo_stream(url);

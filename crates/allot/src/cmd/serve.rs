@@ -156,7 +156,12 @@ async fn serve(stage: Stage, mut cfg: AppConfig, secrets: Secrets) -> anyhow::Re
         None => probes,
     };
     let mut tasks = w.tasks;
-    tasks.push(crate::cmd::run::spawn_http(listener, app, &stop_rx));
+    tasks.push(crate::cmd::run::spawn_http(
+        listener,
+        app,
+        cfg.api.limits,
+        &stop_rx,
+    ));
     println!(
         "allot serve {} (group {group}, consuming {}) — http://{addr}/healthz, /readyz, /metrics; store {}",
         stage.name(),
