@@ -466,6 +466,27 @@ async fn reps_availability_out_of_office_capacity_and_active() {
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{v}");
+    // The audit records the override before and after the change.
+    let (_, a) = call(
+        &rig.app,
+        "GET",
+        "/api/admin/audit?limit=1",
+        Some(VIEWER),
+        None,
+    )
+    .await;
+    let entry = &a["entries"][0];
+    assert_eq!(entry["action"], "PUT /api/reps/ana/ooo", "{a}");
+    assert_eq!(
+        entry["before"],
+        json!({"rep": "ana", "override": null}),
+        "{a}"
+    );
+    assert_eq!(entry["after"]["rep"], "ana", "{a}");
+    assert_eq!(
+        entry["after"]["override"]["out_of_office"][0][1], 4_070_908_800_000i64,
+        "{a}"
+    );
     let (_, v) = call(&rig.app, "GET", "/api/reps", Some(VIEWER), None).await;
     let ana = rep(&v, "ana");
     assert_eq!(ana["out_of_office_until"], "2099-01-01T00:00:00Z");

@@ -39,6 +39,13 @@ pub struct AdminAuditEntry {
     pub status: u16,
     /// The error message, or a short summary of what was done.
     pub detail: String,
+    /// What the change touched as it was before (a rep's override, the
+    /// version in force, a record's owner), when the call changes state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<serde_json::Value>,
+    /// The same, after the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<serde_json::Value>,
 }
 
 fn doc_key(kind: &str, name: &str) -> Key {
@@ -180,6 +187,8 @@ mod tests {
                 action: "POST /api/rules/rollback".into(),
                 status: 200,
                 detail: String::new(),
+                before: None,
+                after: None,
             };
             store.append_admin_audit(&e).unwrap();
         }

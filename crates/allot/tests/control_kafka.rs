@@ -312,4 +312,21 @@ fn admin_changes_reach_every_match_and_distribute_replica() {
     assert_eq!(count("/api/reps/a1/ooo"), 1, "{audit}");
     assert_eq!(count("/api/reps/a2/offboard"), 1, "{audit}");
     assert_eq!(count("control-v2/activate"), 1, "{audit}");
+    let activation = entries
+        .iter()
+        .find(|e| {
+            e["action"]
+                .as_str()
+                .unwrap()
+                .ends_with("control-v2/activate")
+        })
+        .unwrap();
+    assert_eq!(activation["before"]["active_version"], "control-v1");
+    assert_eq!(activation["after"]["active_version"], "control-v2");
+    let offboard = entries
+        .iter()
+        .find(|e| e["action"].as_str().unwrap().contains("a2/offboard"))
+        .unwrap();
+    assert_eq!(offboard["before"]["override"], Value::Null, "{offboard}");
+    assert_eq!(offboard["after"]["override"]["active"], false, "{offboard}");
 }

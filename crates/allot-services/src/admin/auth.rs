@@ -329,6 +329,7 @@ async fn audit(
                 .map(str::to_string)
         })
         .unwrap_or_default();
+    let change = parts.extensions.get::<super::AuditChange>().cloned();
     let entry = allot_store::AdminAuditEntry {
         v: 1,
         at: crate::now_ms(),
@@ -337,6 +338,8 @@ async fn audit(
         action,
         status: parts.status.as_u16(),
         detail,
+        before: change.as_ref().and_then(|c| c.before.clone()),
+        after: change.and_then(|c| c.after),
     };
     let store = s.store.clone();
     let written = tokio::task::spawn_blocking(move || store.append_admin_audit(&entry)).await;

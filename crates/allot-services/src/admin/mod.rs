@@ -129,19 +129,78 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(internal(format!("worker: {e}"))))
 }
 
-/// A control command's answer as a response.
-pub(crate) async fn command(s: &ApiState, cmd: ControlCommand) -> Response {
-    match s.admin.control.request(cmd).await {
-        Ok(v) => Json(v).into_response(),
-        Err(ControlError::Unavailable(why)) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("{why}: changes need the process that runs the pipeline (allot run)"),
-        )
-        .into_response(),
-        Err(ControlError::Refused(why)) => {
-            error(StatusCode::UNPROCESSABLE_ENTITY, why).into_response()
+/// What a change touched, before and after it: the audit records both
+/// (set on the response by [`command`], read by the audit middleware).
+#[derive(Debug, Clone)]
+pub(crate) struct AuditChange {
+    pub before: Option<serde_json::Value>,
+    pub after: Option<serde_json::Value>,
+}
+
+/// The state `cmd` changes, as the store holds it now.
+fn touched(store: &Store, cmd: &ControlCommand) -> Option<serde_json::Value> {
+    let now = crate::now_ms();
+    match cmd {
+        ControlCommand::ActivateRules { version_id, .. } => {
+            let active = store.active_rule_version(now).ok().flatten();
+            let version = store.rule_version(version_id).ok().flatten();
+            Some(json!({
+                "active_version": active.map(|a| a.version_id),
+                "version": version.map(|v| json!({
+                    "version_id": v.version_id, "effective_at": v.effective_at,
+                    "activated_by": v.activated_by,
+                })),
+            }))
         }
+        ControlCommand::SetRepOverride { rep, .. } | ControlCommand::Offboard { rep, .. } => {
+            let over: Option<RepOverride> = store.admin_get(OVERRIDE, rep).ok().flatten();
+            Some(json!({ "rep": rep, "override": over }))
+        }
+        ControlCommand::Redecide { records, .. } => Some(json!(records
+            .iter()
+            .map(|t| {
+                let owner = store
+                    .record(t.object, &t.record_id)
+                    .ok()
+                    .flatten()
+                    .and_then(|(r, _)| r.owner);
+                json!({"object": t.object, "record_id": t.record_id, "owner": owner})
+            })
+            .collect::<Vec<_>>())),
+        ControlCommand::Sync { .. } => None,
     }
+}
+
+/// A control command's answer as a response, with what it changed.
+pub(crate) async fn command(s: &ApiState, cmd: ControlCommand) -> Response {
+    let snapshot = |cmd: &ControlCommand| {
+        let (store, cmd) = (s.store.clone(), cmd.clone());
+        async move {
+            tokio::task::spawn_blocking(move || touched(&store, &cmd))
+                .await
+                .ok()
+                .flatten()
+        }
+    };
+    let before = snapshot(&cmd).await;
+    let mut response = match s.admin.control.request(cmd.clone()).await {
+        Ok(v) => Json(v).into_response(),
+        Err(ControlError::Unavailable(why)) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{why}: changes need the process that runs the pipeline (allot run)"),
+            )
+            .into_response()
+        }
+        Err(ControlError::Refused(why)) => {
+            return error(StatusCode::UNPROCESSABLE_ENTITY, why).into_response()
+        }
+    };
+    let after = snapshot(&cmd).await;
+    response
+        .extensions_mut()
+        .insert(AuditChange { before, after });
+    response
 }
 
 /// A stored version compiled (cached by id).
