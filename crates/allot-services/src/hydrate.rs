@@ -25,7 +25,7 @@ use allot_core::{Crm, Millis, ObjectKind, Value};
 use allot_crm::{Budgets, CrmClient, CrmError, RecordRead};
 use allot_store::Store;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::mpsc::{channel, Receiver, Sender};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
@@ -124,12 +124,15 @@ pub enum Hydrator {
 #[derive(Debug)]
 pub struct HydrationLink {
     crms: Vec<Crm>,
-    landed: Mutex<UnboundedReceiver<Landed>>,
+    landed: Mutex<Receiver<Landed>>,
     /// Notified when answers are waiting.
     pub ready: Arc<Notify>,
     /// Notify after committing new parked records.
     pub parked: Arc<Notify>,
 }
+
+/// Reads landed and not yet taken by the pipeline, at most.
+const LANDED_QUEUE: usize = 4096;
 
 impl Hydrator {
     /// A worker reading through `clients` (one per CRM) under `budgets`, and
@@ -142,7 +145,9 @@ impl Hydrator {
         config: HydrationConfig,
         metrics: Metrics,
     ) -> (Hydrator, HydrationWorker) {
-        let (tx, rx) = unbounded_channel();
+        // Bounded: a pipeline that does not take its reads stops the worker
+        // from reading more.
+        let (tx, rx) = channel(LANDED_QUEUE);
         let ready = Arc::new(Notify::new());
         let parked = Arc::new(Notify::new());
         let link = HydrationLink {
@@ -239,7 +244,7 @@ pub struct HydrationWorker {
     config: HydrationConfig,
     maps: FieldMaps,
     metrics: Metrics,
-    tx: UnboundedSender<Landed>,
+    tx: Sender<Landed>,
     ready: Arc<Notify>,
     wake: Arc<Notify>,
 }
@@ -276,7 +281,7 @@ impl HydrationWorker {
                         if let Some(n) = in_calls.get_mut(&result.0) {
                             *n = n.saturating_sub(1);
                         }
-                        self.answered(&mut tracks, result);
+                        self.answered(&mut tracks, result).await;
                     }
                 }
                 () = self.wake.notified() => {}
@@ -321,7 +326,7 @@ impl HydrationWorker {
                     .clone()
                     .unwrap_or_else(|| "no answer from the crm".into());
                 t.sent_at = Some(now);
-                self.send(&p, now, Landing::Failed(reason));
+                self.send(&p, now, Landing::Failed(reason)).await;
                 continue;
             }
             if t.retry_at > now {
@@ -380,7 +385,7 @@ impl HydrationWorker {
     }
 
     /// Settles one read call: answers to the pipeline, failures to retry.
-    fn answered(&self, tracks: &mut HashMap<String, Track>, result: CallResult) {
+    async fn answered(&self, tracks: &mut HashMap<String, Track>, result: CallResult) {
         let (crm, object, chunk, read_at, result) = result;
         let now = crate::now_ms();
         let label = crm.as_str();
@@ -410,12 +415,12 @@ impl HydrationWorker {
                                 .into_iter()
                                 .filter_map(|(k, v)| scalar(v).map(|v| (k, v)))
                                 .collect();
-                            self.send(p, read_at, Landing::Found(values));
+                            self.send(p, read_at, Landing::Found(values)).await;
                         }
                         RecordRead::Missing => {
                             t.sent_at = Some(now);
                             self.metrics.hydrated.with_label_values(&["missing"]).inc();
-                            self.send(p, read_at, Landing::Missing);
+                            self.send(p, read_at, Landing::Missing).await;
                         }
                         RecordRead::NotRead(reason) => {
                             self.failed(t, now, reason);
@@ -452,7 +457,7 @@ impl HydrationWorker {
         t.last_error = Some(reason);
     }
 
-    fn send(&self, p: &Parked, read_at: Millis, landing: Landing) {
+    async fn send(&self, p: &Parked, read_at: Millis, landing: Landing) {
         let landed = Landed {
             object: p.object,
             id: p.id.clone(),
@@ -460,7 +465,9 @@ impl HydrationWorker {
             read_at,
             landing,
         };
-        if self.tx.send(landed).is_ok() {
+        // Wakes the pipeline first: it may be the one to make room.
+        self.ready.notify_one();
+        if self.tx.send(landed).await.is_ok() {
             self.ready.notify_one();
         }
     }
