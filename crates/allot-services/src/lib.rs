@@ -23,6 +23,7 @@ pub mod raw;
 pub mod reader;
 pub mod reconcile;
 pub mod reroute;
+pub mod retention;
 pub mod secret;
 pub mod sla;
 pub mod stages;

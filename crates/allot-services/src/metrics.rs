@@ -53,6 +53,12 @@ pub struct Metrics {
     /// What an operator must know about this process's readiness (shown
     /// on `/readyz`): settings that weaken it, such as unauthenticated webhooks.
     pub readiness: Readiness,
+    /// The store's size and `store.max_bytes` (webhooks refuse input near it).
+    pub store_size: crate::retention::StoreSize,
+    /// The store's size on disk, in bytes.
+    pub store_bytes: IntGauge,
+    /// Entries removed by retention, by table.
+    pub retention_pruned: IntCounterVec,
 }
 
 /// Warnings `/readyz` shows, set at start.
@@ -100,6 +106,9 @@ impl Metrics {
         )
         .unwrap_or_else(|_| unreachable_metric("lag"));
         let _ = registry.register(Box::new(lag.clone()));
+        let store_bytes = IntGauge::new("store_bytes", "the store's size on disk")
+            .unwrap_or_else(|_| unreachable_metric("store_bytes"));
+        let _ = registry.register(Box::new(store_bytes.clone()));
         let batch_seconds = HistogramVec::new(
             HistogramOpts::new(
                 "stage_batch_seconds",
@@ -167,6 +176,13 @@ impl Metrics {
             lag,
             batch_seconds,
             readiness: Readiness::default(),
+            store_size: crate::retention::StoreSize::default(),
+            store_bytes,
+            retention_pruned: counter(
+                "retention_pruned_total",
+                "entries removed by store.retention, by table",
+                &["table"],
+            ),
             registry,
         }
     }

@@ -232,6 +232,27 @@ fn answer(
 
 /// Appends the payload to the raw log; answers once it is durable.
 async fn append(s: &WebhookState, format: &str, source: &str, body: Bytes) -> Response {
+    let size = &s.metrics.store_size;
+    if s.kafka.is_none() && size.nearly_full() {
+        // Nothing is accepted that cannot be made durable: the CRM retries.
+        warn!(
+            source,
+            bytes = size.bytes(),
+            max = size.max(),
+            "store nearly full: webhook refused"
+        );
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the store is nearly full ({} of store.max_bytes = {} bytes): try again later",
+                size.bytes(),
+                size.max()
+            ),
+        );
+        r.headers_mut()
+            .insert("retry-after", axum::http::HeaderValue::from_static("60"));
+        return r;
+    }
     if body.is_empty() {
         return error(StatusCode::BAD_REQUEST, "empty body");
     }

@@ -228,3 +228,43 @@ async fn a_body_over_the_limit_gets_the_json_error_naming_it() {
     );
     assert_eq!(store.log(RAW_LOG).end_offset().unwrap(), 0, "nothing kept");
 }
+
+#[tokio::test]
+async fn a_nearly_full_store_refuses_new_input_and_keeps_what_it_took() {
+    let store = Arc::new(Store::temporary().unwrap());
+    let mut s = state(store.clone());
+    s.metrics.store_size = allot_services::retention::StoreSize::new(1_000_000);
+    let post = |n: u32| {
+        Request::post("/webhooks/native")
+            .header("content-type", "application/json")
+            .header("authorization", "Bearer tok")
+            .body(Body::from(format!(
+                r#"{{"v":1,"source":"native","event_id":"e{n}","object":"lead","record_id":"L{n}","change":"create","changed_fields":[],"fields":{{}}}}"#
+            )))
+            .unwrap()
+    };
+    s.metrics.store_size.set(100_000);
+    let (st, _) = call(s.clone(), post(1)).await;
+    assert_eq!(st, StatusCode::OK);
+    // Within 5% of store.max_bytes: refused, with when to come back.
+    s.metrics.store_size.set(960_000);
+    let res = router(s.clone()).oneshot(post(2)).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()["retry-after"], "60");
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    assert!(text.contains("store.max_bytes = 1000000"), "{text}");
+    // Room again (retention pruned): accepted.
+    s.metrics.store_size.set(500_000);
+    let (st, _) = call(s.clone(), post(3)).await;
+    assert_eq!(st, StatusCode::OK);
+    let kept: Vec<String> = store
+        .log(RAW_LOG)
+        .read(0, 10)
+        .unwrap()
+        .into_iter()
+        .map(|(_, b)| serde_json::from_slice::<RawEntry>(&b).unwrap().body)
+        .collect();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(kept[0].contains("\"e1\"") && kept[1].contains("\"e3\""));
+}

@@ -104,6 +104,36 @@ impl Store {
         })
     }
 
+    /// Drops admin audit entries made before `before_ms`; returns how many.
+    pub fn prune_admin_audit(&self, before_ms: Millis) -> Result<u64> {
+        let prefix = Key::new().str(AUDIT).into_bytes();
+        let mut old = Vec::new();
+        for entry in self.inner.range_raw(Table::Admin, prefix.clone()..) {
+            let (k, _) = entry?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let mut rd = Reader::new(&k).ok_or_else(|| self.inner.bad_key(Table::Admin, &k))?;
+            let (_, at) = (rd.str(), rd.i64());
+            match at {
+                Some(at) if at < before_ms => old.push(k),
+                _ => break,
+            }
+        }
+        let mut batch = sled::Batch::default();
+        for k in &old {
+            batch.remove(k);
+        }
+        self.inner
+            .tree(Table::Admin)
+            .apply_batch(batch)
+            .map_err(|e| self.inner.sled_err("prune admin audit", e))?;
+        if !old.is_empty() {
+            self.inner.flush()?;
+        }
+        Ok(old.len() as u64)
+    }
+
     /// The `limit` newest admin audit entries, newest first.
     pub fn admin_audit(&self, limit: usize) -> Result<Vec<AdminAuditEntry>> {
         self.inner

@@ -195,6 +195,14 @@ impl Store {
         &self.inner.path
     }
 
+    /// Bytes the database takes on disk.
+    pub fn size_on_disk(&self) -> Result<u64> {
+        self.inner
+            .db
+            .size_on_disk()
+            .map_err(|e| self.inner.sled_err("size on disk", e))
+    }
+
     /// Forces everything written so far to disk. `commit` already does this;
     /// exposed for shutdown paths.
     pub fn flush(&self) -> Result<()> {

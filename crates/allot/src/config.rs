@@ -99,6 +99,13 @@ impl KafkaCfg {
 #[serde(deny_unknown_fields)]
 pub struct StoreCfg {
     pub path: PathBuf,
+    /// Days kept per table, pruned in the background (`[store.retention]`).
+    #[serde(default)]
+    pub retention: allot_services::retention::Retention,
+    /// Near this size on disk (within 5%), webhooks answer 503 with
+    /// Retry-After (0: no limit).
+    #[serde(default)]
+    pub max_bytes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -100,7 +100,8 @@ async fn serve(mut cfg: AppConfig, secrets: Secrets, for_secs: Option<u64>) -> a
         .with_context(|| format!("cannot create {}", cfg.store.path.display()))?;
     let store = Arc::new(Store::open(&cfg.store.path).map_err(|e| anyhow::anyhow!("{e}"))?);
     let rules = Arc::new(startup_rules(&cfg, &store)?);
-    let metrics = Metrics::new();
+    let mut metrics = Metrics::new();
+    metrics.store_size = allot_services::retention::StoreSize::new(cfg.store.max_bytes);
     let (stop_tx, stop_rx) = watch::channel(false);
     let api_listener = TcpListener::bind(cfg.api.listen)
         .await
@@ -417,32 +418,20 @@ impl Wiring<'_> {
         control
     }
 
-    /// Keeps the dedupe window bounded by age and count (pruned every minute).
+    /// Keeps the dedupe window bounded by age and count, and the store
+    /// within its retention (see [`maintain`]).
     fn prune_dedupe(&mut self) {
-        let cfg = self.cfg;
-        self.tasks.push(tokio::spawn({
-            let (store, mut stop) = (self.store.clone(), Box::pin(stopped(&self.stop_rx)));
-            let max_age = i64::try_from(cfg.ingest.dedupe_max_age_hours).unwrap_or(72) * 3_600_000;
-            let max_entries = cfg.ingest.dedupe_max_entries;
-            async move {
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-                        _ = &mut stop => return,
-                    }
-                    let s = store.clone();
-                    match tokio::task::spawn_blocking(move || {
-                        s.prune_seen(allot_services::now_ms(), max_age, max_entries)
-                    })
-                    .await
-                    {
-                        Ok(Ok(n)) if n > 0 => info!(pruned = n, "dedupe window pruned"),
-                        Ok(Err(e)) => warn!(error = %e, "dedupe prune failed"),
-                        _ => {}
-                    }
-                }
-            }
-        }));
+        let dedupe = Some((
+            i64::try_from(self.cfg.ingest.dedupe_max_age_hours).unwrap_or(72) * 3_600_000,
+            self.cfg.ingest.dedupe_max_entries,
+        ));
+        self.tasks.push(maintain(
+            self.store.clone(),
+            self.cfg.store.retention,
+            dedupe,
+            self.metrics.clone(),
+            &self.stop_rx,
+        ));
     }
 
     /// The API with the pipeline owner's `control`, merged with the webhook
@@ -700,6 +689,66 @@ pub fn webhooks_router(
         }
     }
     Ok(webhooks::router(hooks))
+}
+
+/// The store's upkeep, in the background until the process stops: its size
+/// every 5 s (`/metrics`, and webhooks refuse input near `store.max_bytes`),
+/// then once a minute the dedupe window (`dedupe`: max age in ms and
+/// entries) and `store.retention`.
+pub fn maintain(
+    store: Arc<Store>,
+    retention: allot_services::retention::Retention,
+    dedupe: Option<(i64, u64)>,
+    metrics: Metrics,
+    stop_rx: &watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let mut stop = Box::pin(stopped(stop_rx));
+    tokio::spawn(async move {
+        let mut ticks = 0u64;
+        loop {
+            if let Ok(bytes) = store.size_on_disk() {
+                metrics.store_size.set(bytes);
+                metrics
+                    .store_bytes
+                    .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            }
+            if ticks % 12 == 11 {
+                let (s, m) = (store.clone(), metrics.clone());
+                let pass = tokio::task::spawn_blocking(move || {
+                    let now = allot_services::now_ms();
+                    if let Some((age, entries)) = dedupe {
+                        match s.prune_seen(now, age, entries) {
+                            Ok(n) if n > 0 => info!(pruned = n, "dedupe window pruned"),
+                            Ok(_) => {}
+                            Err(e) => warn!(error = %e, "dedupe prune failed"),
+                        }
+                    }
+                    allot_services::retention::prune(&s, &retention, now).inspect(|p| {
+                        for (table, n) in [
+                            ("raw_log", p.raw_log),
+                            ("dead_letters", p.dead_letters),
+                            ("decisions", p.decisions),
+                            ("admin_audit", p.admin_audit),
+                            ("write_ledger", p.write_ledger),
+                        ] {
+                            m.retention_pruned.with_label_values(&[table]).inc_by(n);
+                        }
+                    })
+                })
+                .await;
+                match pass {
+                    Ok(Ok(p)) if p.total() > 0 => info!(?p, "store.retention pruned"),
+                    Ok(Err(e)) => warn!(error = %e, "store.retention prune failed"),
+                    _ => {}
+                }
+            }
+            ticks += 1;
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = &mut stop => return,
+            }
+        }
+    })
 }
 
 /// The API (admin, read side, dashboard) over `store`, with where its

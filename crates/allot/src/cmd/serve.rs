@@ -126,7 +126,8 @@ async fn serve(stage: Stage, mut cfg: AppConfig, secrets: Secrets) -> anyhow::Re
     std::fs::create_dir_all(&cfg.store.path)
         .with_context(|| format!("cannot create {}", cfg.store.path.display()))?;
     let store = Arc::new(Store::open(&cfg.store.path).map_err(err)?);
-    let metrics = Metrics::new();
+    let mut metrics = Metrics::new();
+    metrics.store_size = allot_services::retention::StoreSize::new(cfg.store.max_bytes);
     let (stop_tx, stop_rx) = watch::channel(false);
     let listener = TcpListener::bind(cfg.api.listen)
         .await
@@ -150,12 +151,19 @@ async fn serve(stage: Stage, mut cfg: AppConfig, secrets: Secrets) -> anyhow::Re
         failed: failed_tx,
         tasks: Vec::new(),
     };
-    let probes = allot_services::api::probes(store.clone(), metrics, Some(stage.name()));
+    let probes = allot_services::api::probes(store.clone(), metrics.clone(), Some(stage.name()));
     let app = match w.start(stage, source, &group).await? {
         Some(api) => api,
         None => probes,
     };
     let mut tasks = w.tasks;
+    tasks.push(crate::cmd::run::maintain(
+        store.clone(),
+        cfg.store.retention,
+        None,
+        metrics.clone(),
+        &stop_rx,
+    ));
     tasks.push(crate::cmd::run::spawn_http(
         listener,
         app,

@@ -90,8 +90,15 @@ fn open(dir: &Dir) -> anyhow::Result<Store> {
 pub fn run(cmd: StateCmd) -> anyhow::Result<ExitCode> {
     match cmd {
         StateCmd::Check(dir) => {
-            let report = open(&dir)?.check().map_err(|e| anyhow::anyhow!("{e}"))?;
+            let store = open(&dir)?;
+            let report = store.check().map_err(|e| anyhow::anyhow!("{e}"))?;
             println!("{report}");
+            if let Ok(bytes) = store.size_on_disk() {
+                println!(
+                    "size on disk: {bytes} bytes ({:.1} MiB)",
+                    bytes as f64 / 1_048_576.0
+                );
+            }
             Ok(ExitCode::from(u8::from(!report.is_clean())))
         }
         StateCmd::Export { dir, out } => export(&open(&dir)?, out.as_deref()),
