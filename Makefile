@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test fmt lint check bench bench-realign bench-sync build clean
+.PHONY: run test fmt lint check bench bench-realign bench-sync build clean drill
 
 ## Run the main job on embedded defaults (no Kafka, no CRM account needed).
 run:
@@ -43,6 +43,11 @@ bench-realign: build
 ## at 0 and 50 ms of API latency; records/s and the share of the budget used.
 bench-sync: build
 	bash scripts/bench-sync.sh
+
+## The kill -9 drill: 2,000 leads arriving while `allot run` is SIGKILLed 20
+## times, the emulated CRM answering 400 ms late; prints the leads written twice.
+drill:
+	ALLOT_DRILL_LEADS=2000 ALLOT_DRILL_KILLS=20 $(CARGO) test --release -p allot --test crash_drill -- --nocapture
 
 clean:
 	$(CARGO) clean

@@ -43,6 +43,10 @@ pub struct Stats {
     pub calls: BTreeMap<String, u64>,
     /// Records whose update succeeded (API writes only).
     pub records_updated: PerSide,
+    /// Records an update left as they were: every field sent already had
+    /// that value (for owner writes, the same owner written twice).
+    #[serde(default)]
+    pub records_unchanged: PerSide,
     /// Records an API write refused (inactive or unknown owner, lock, missing).
     pub records_rejected: PerSide,
     /// 429 answers (rolling-window limit, storms, injected).

@@ -53,6 +53,7 @@ pub(crate) fn sf_update(
     let record = st.sf_records.get_mut(&(object, id.to_string()))?;
     let mut changed = diff(record, changes);
     if changed.is_empty() {
+        *st.rec.stats.records_unchanged.get_mut(Crm::Salesforce) += 1;
         return Some(());
     }
     changed.insert("LastModifiedDate".into(), Value::String(iso_millis(now)));
@@ -182,6 +183,7 @@ pub(crate) fn hs_update(
     let record = st.hs_records.get_mut(&(object, id.to_string()))?;
     let changed = diff(record, props);
     if changed.is_empty() {
+        *st.rec.stats.records_unchanged.get_mut(Crm::Hubspot) += 1;
         return Some(Vec::new());
     }
     let stamp = Value::String(iso_millis(base.occurred_at));

@@ -217,7 +217,7 @@ impl Metrics {
         use prometheus::core::Collector;
         use prometheus::proto::{MetricFamily, MetricType};
         let writer = allot_writer::WriterMetrics::unprefixed();
-        let collectors: [&dyn Collector; 22] = [
+        let collectors: [&dyn Collector; 24] = [
             &self.consumed,
             &self.decoded,
             &self.deduped,
@@ -232,11 +232,13 @@ impl Metrics {
             &self.decisions,
             &self.lag,
             &self.batch_seconds,
+            &self.retention_pruned,
             &writer.changes_written,
             &writer.calls,
             &writer.retries,
             &writer.failed,
             &writer.skipped,
+            &writer.fences_lifted,
             &writer.call_seconds,
             &writer.quota_exhausted,
             &writer.rate_headroom,

@@ -76,6 +76,10 @@ pub struct Superseded {
     /// the CRM, so the writer should write this entry after that attempt
     /// settles (or times out), never concurrently with it.
     pub was_in_flight: bool,
+    /// The owner that write sets, when known: once the CRM shows it, the
+    /// write has landed and cannot land again later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight_owner: Option<String>,
 }
 
 /// One record's newest owner change.
@@ -144,11 +148,18 @@ pub(crate) fn tx_put(tx: &Tx<'_>, change: &OwnerChange) -> TxResult<OutboxPut> {
         Some(old) if old.change.decided_at >= change.decided_at => return Ok(OutboxPut::Stale),
         Some(old) if old.state.is_open() => {
             tx.remove(Table::OutboxQueue, &queue_key(old.change.decided_at, &key))?;
-            let in_flight = matches!(old.state, OutboxState::InFlight { .. })
-                || old.superseded.as_ref().is_some_and(|s| s.was_in_flight);
+            // A change requeued at a restart (pending, attempts made) may
+            // still land like one in flight.
+            let sent = matches!(old.state, OutboxState::InFlight { .. }) || old.attempts > 0;
+            let inherited = old.superseded.as_ref().filter(|s| s.was_in_flight);
             let s = Superseded {
                 decided_at: old.change.decided_at,
-                was_in_flight: in_flight,
+                was_in_flight: sent || inherited.is_some(),
+                in_flight_owner: if sent {
+                    Some(old.change.owner.clone())
+                } else {
+                    inherited.and_then(|s| s.in_flight_owner.clone())
+                },
             };
             (Some(s), OutboxPut::Superseded(Box::new(old.change)))
         }

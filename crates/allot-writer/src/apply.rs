@@ -35,6 +35,19 @@ impl Writer {
             return self.store_failed(e, report.items, now);
         }
         let pressure = self.lanes[li].budget.observe(report.limit_info);
+        if !report.probed.is_empty() {
+            let lifted = report
+                .probed
+                .iter()
+                .filter(|(key, owner)| self.book.probed(key, owner.as_deref()))
+                .count();
+            tracing::debug!(%crm, object = %report.object, probed = report.probed.len(), lifted, "fenced records read");
+            self.metrics
+                .fences_lifted
+                .with_label_values(&[label])
+                .inc_by(lifted as u64);
+            return Ok(());
+        }
         if let Some(h) = self.lanes[li].budget.headroom() {
             self.metrics
                 .rate_headroom
@@ -91,7 +104,8 @@ impl Writer {
             let until = now + self.config.in_flight_timeout_ms;
             for (c, v) in report.sent.into_iter().zip(s.verdicts) {
                 if s.fence {
-                    self.book.fence(c.key(), c.entry.change.decided_at, until);
+                    let ch = &c.entry.change;
+                    self.book.fence(c.key(), ch.decided_at, &ch.owner, until);
                 }
                 match v {
                     Verdict::Done => ops.push((c, Mark::Done)),

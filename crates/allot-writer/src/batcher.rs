@@ -31,9 +31,13 @@ impl Candidate {
     /// before a restart (pending again with attempts made) and may have landed.
     pub fn worth_reading(&self) -> bool {
         let c = &self.entry.change;
-        let requeued = !self.retry && self.entry.state == OutboxState::Pending;
-        c.previous_owner.as_deref() == Some(c.owner.as_str())
-            || (requeued && self.entry.attempts > 0)
+        c.previous_owner.as_deref() == Some(c.owner.as_str()) || self.restarted()
+    }
+
+    /// Whether an attempt was made before a restart (or a lost lease): the
+    /// entry is pending again with attempts made, and not a retry of this run.
+    pub fn restarted(&self) -> bool {
+        !self.retry && self.entry.state == OutboxState::Pending && self.entry.attempts > 0
     }
 }
 
@@ -46,12 +50,15 @@ pub struct Planned {
 }
 
 impl Planned {
-    /// Reads worth making before the write: all or nothing, and only when
-    /// every record is worth reading and there are at most `max_reads`.
-    pub fn reads(&self, max_reads: usize) -> usize {
-        let all = self.items.iter().all(Candidate::worth_reading);
-        if all && self.items.len() <= max_reads {
-            self.items.len()
+    /// How many records to read before the write (batched reads of the
+    /// records worth reading), or 0: when every record is worth reading, a
+    /// read may replace the write; when some were sent before a restart,
+    /// reading them first keeps a write that landed from being made twice.
+    pub fn reads(&self) -> usize {
+        let worth = self.items.iter().filter(|c| c.worth_reading()).count();
+        let restarted = self.items.iter().any(Candidate::restarted);
+        if worth == self.items.len() || restarted {
+            worth
         } else {
             0
         }

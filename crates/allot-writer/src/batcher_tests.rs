@@ -170,7 +170,7 @@ fn unrouted_changes_are_counted_not_planned() {
 }
 
 #[test]
-fn reads_are_made_only_when_they_can_replace_the_write() {
+fn reads_are_made_when_they_can_replace_the_write_or_a_restart_may_have_landed_it() {
     let same = |id: &str| {
         let mut c = sf(id, "o", 1);
         c.previous_owner = Some("o".into());
@@ -194,12 +194,16 @@ fn reads_are_made_only_when_they_can_replace_the_write() {
     let cases = [
         (vec![same("a")], 1),
         (vec![same("a"), requeued("b")], 2),
-        (vec![same("a"), requeued("b"), same("c"), same("d")], 0),
+        (vec![same("a"), requeued("b"), same("c"), same("d")], 4),
+        // Any size: reads are batched.
+        ((0..500).map(|i| same(&format!("s{i}"))).collect(), 500),
+        // Only the worth reading are read, once one was sent before a restart.
+        (vec![requeued("b"), cand(sf("n", "o", 1), 0)], 1),
         (vec![same("a"), cand(sf("n", "o", 1), 0)], 0),
         (vec![retried], 0),
     ];
     for (items, want) in cases {
         let n = items.len();
-        assert_eq!(batch(items).reads(3), want, "{n} items");
+        assert_eq!(batch(items).reads(), want, "{n} items");
     }
 }

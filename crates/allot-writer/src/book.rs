@@ -21,11 +21,23 @@ pub struct Retry {
 /// Until `until`, only the decision `allow` may be written to the record:
 /// an older write of it may still land, and a newer decision written
 /// meanwhile could be overwritten by it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// A fence does not always last until `until`: when the owner that older
+/// write sets is known (`landed`), the writer reads the record (a probe,
+/// batched, at most every [`PROBE_EVERY_MS`]); once the CRM shows that
+/// owner the write has landed, cannot land again, and the fence is lifted.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fence {
     pub until: u64,
     pub allow: Option<Millis>,
+    /// The owner the older write sets, when known.
+    pub landed: Option<String>,
+    /// When the record may be probed next.
+    pub probe_at: u64,
 }
+
+/// How long a probe that did not lift a fence waits before the next one.
+pub const PROBE_EVERY_MS: u64 = 2_000;
 
 /// What a pass may send.
 #[derive(Debug, Default, PartialEq)]
@@ -33,6 +45,9 @@ pub struct Selection {
     pub cands: Vec<Candidate>,
     /// Changes held back (record in a call or fenced).
     pub held: usize,
+    /// Held changes whose fence a read of the record may lift now (each is
+    /// not offered again before [`PROBE_EVERY_MS`]).
+    pub probe: Vec<OutboxEntry>,
     /// When a held change or a retry becomes sendable, if before the next poll.
     pub wake: Option<u64>,
 }
@@ -59,28 +74,55 @@ impl Book {
         for e in open {
             let requeued = e.state == OutboxState::Pending && e.attempts > 0;
             let replaced = e.superseded.as_ref().is_some_and(|s| s.was_in_flight);
-            let allow = match (requeued, replaced) {
-                (_, true) => None,
-                (true, false) => Some(e.change.decided_at),
+            let (allow, landed) = match (requeued, replaced) {
+                (_, true) => (
+                    None,
+                    e.superseded
+                        .as_ref()
+                        .and_then(|s| s.in_flight_owner.clone()),
+                ),
+                (true, false) => (Some(e.change.decided_at), Some(e.change.owner.clone())),
                 (false, false) => continue,
             };
-            self.fences
-                .insert(OutboxKey::of(&e.change), Fence { until, allow });
+            let fence = Fence {
+                until,
+                allow,
+                landed,
+                probe_at: 0,
+            };
+            self.fences.insert(OutboxKey::of(&e.change), fence);
             n += 1;
         }
         n
     }
 
-    /// Fences a record whose call got no answer: `decided_at` may still land.
-    pub fn fence(&mut self, key: OutboxKey, decided_at: Millis, until: u64) {
+    /// Fences a record whose call got no answer: the decision `decided_at`,
+    /// setting `owner`, may still land.
+    pub fn fence(&mut self, key: OutboxKey, decided_at: Millis, owner: &str, until: u64) {
         let until = self.fences.get(&key).map_or(until, |f| f.until.max(until));
         self.fences.insert(
             key,
             Fence {
                 until,
                 allow: Some(decided_at),
+                landed: Some(owner.to_string()),
+                probe_at: 0,
             },
         );
+    }
+
+    /// What a probe found: `current` is the owner the CRM shows for the
+    /// record (`None`: missing, or not read). Lifts the fence when it is the
+    /// owner of the write that was feared to land late.
+    pub fn probed(&mut self, key: &OutboxKey, current: Option<&str>) -> bool {
+        let landed = self
+            .fences
+            .get(key)
+            .is_some_and(|f| f.landed.is_some() && f.landed.as_deref() == current);
+        if landed {
+            self.fences.remove(key);
+        }
+        landed
     }
 
     fn fenced(&self, key: &OutboxKey, decided_at: Millis, now: u64) -> Option<u64> {
@@ -88,6 +130,18 @@ impl Book {
             .get(key)
             .filter(|f| f.until > now && f.allow != Some(decided_at))
             .map(|f| f.until)
+    }
+
+    /// Offers `entry` for a probe if its fence can be lifted by one.
+    fn offer_probe(&mut self, key: &OutboxKey, entry: &OutboxEntry, now: u64, out: &mut Selection) {
+        let Some(f) = self.fences.get_mut(key).filter(|f| f.landed.is_some()) else {
+            return;
+        };
+        if f.probe_at <= now {
+            f.probe_at = now + PROBE_EVERY_MS;
+            out.probe.push(entry.clone());
+        }
+        out.wake = earliest(out.wake, f.probe_at.min(f.until));
     }
 
     /// Turns the pending entries just read, and the retries that are due,
@@ -115,6 +169,7 @@ impl Book {
             if let Some(until) = self.fenced(&key, decided_at, now) {
                 out.held += 1;
                 out.wake = earliest(out.wake, until);
+                self.offer_probe(&key, &entry, now, &mut out);
                 continue;
             }
             out.cands.push(Candidate {

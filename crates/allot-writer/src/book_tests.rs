@@ -22,6 +22,7 @@ fn entry(id: &str, owner: &str, at: Millis, attempts: u32, was_in_flight: bool) 
         superseded: was_in_flight.then_some(Superseded {
             decided_at: at - 1,
             was_in_flight,
+            in_flight_owner: Some("old".into()),
         }),
     }
 }
@@ -98,11 +99,44 @@ fn restart_fences_newer_decisions_but_not_the_requeued_one() {
 fn a_lost_answer_fences_the_record_for_newer_decisions() {
     let mut b = Book::default();
     let key = OutboxKey::new(ObjectKind::Lead, "a");
-    b.fence(key, 1, 5_000);
+    b.fence(key, 1, "x", 5_000);
     let s = b.select(vec![entry("a", "x", 1, 1, false)], 100);
     assert_eq!(s.cands.len(), 1, "the same decision may be sent again");
     let s = b.select(vec![entry("a", "y", 2, 0, true)], 100);
-    assert_eq!((s.cands.len(), s.wake), (0, Some(5_000)));
+    // Held, and offered for a probe, which comes again after PROBE_EVERY_MS.
+    assert_eq!((s.cands.len(), s.probe.len()), (0, 1));
+    assert_eq!(s.wake, Some(100 + PROBE_EVERY_MS));
+    let again = b.select(vec![entry("a", "y", 2, 0, true)], 200);
+    assert_eq!((again.cands.len(), again.probe.len()), (0, 0));
+}
+
+#[test]
+fn a_probe_lifts_a_fence_only_when_the_crm_shows_the_feared_owner() {
+    let key = || OutboxKey::new(ObjectKind::Lead, "a");
+    let newer = || vec![entry("a", "y", 2, 0, true)];
+    // (what the CRM shows, lifted)
+    let cases = [
+        (None, false),
+        (Some("someone else"), false),
+        (Some("y"), false),
+        (Some("x"), true),
+    ];
+    for (shown, lifted) in cases {
+        let mut b = Book::default();
+        b.fence(key(), 1, "x", 60_000);
+        assert_eq!(b.select(newer(), 0).probe.len(), 1);
+        assert_eq!(b.probed(&key(), shown), lifted, "{shown:?}");
+        let s = b.select(newer(), 10);
+        assert_eq!(s.cands.len(), usize::from(lifted), "{shown:?}");
+    }
+    // A fence without a known owner (an entry stored before owners were
+    // kept) is not probed: it lasts its time.
+    let mut b = Book::default();
+    let mut old = entry("a", "y", 2, 0, true);
+    old.superseded.as_mut().unwrap().in_flight_owner = None;
+    assert_eq!(b.fence_restart(std::slice::from_ref(&old), 60_000), 1);
+    let s = b.select(vec![old], 0);
+    assert_eq!((s.cands.len(), s.probe.len(), s.wake), (0, 0, Some(60_000)));
 }
 
 #[test]

@@ -26,19 +26,16 @@ pub struct WriterConfig {
     /// No backoff exceeds this (a longer `Retry-After` is still honoured).
     pub backoff_max_ms: u64,
     /// How long a sent call may still land in the CRM after its answer was
-    /// lost (crash, timeout). A newer decision for the same record waits this
-    /// long so it is never overtaken by the older write. Keep it above the
-    /// CRM clients' request timeout.
+    /// lost (crash, timeout). A newer decision for the same record waits at
+    /// most this long so it is never overtaken by the older write; less when
+    /// a read of the record shows that the older write has landed. Keep it
+    /// above the CRM clients' request timeout.
     pub in_flight_timeout_ms: u64,
     /// How long writing to a CRM stops after its daily quota ran out
     /// (Salesforce 403 `REQUEST_LIMIT_EXCEEDED`, HubSpot `DAILY` 429).
     pub quota_pause_ms: u64,
     /// How long writing to a CRM stops after it refused the credentials.
     pub auth_pause_ms: u64,
-    /// Read a record's owner before writing (and skip the write when it
-    /// already matches) only for batches made only of such candidates and at
-    /// most this long: a read costs a call, a record in a batch costs nothing.
-    pub verify_max_reads: usize,
     /// On shutdown, wait this long for calls already sent to be answered.
     pub shutdown_grace_ms: u64,
     /// Seed of the backoff jitter (from the clock when absent).
@@ -68,7 +65,6 @@ impl Default for WriterConfig {
             in_flight_timeout_ms: 60_000,
             quota_pause_ms: 15 * 60_000,
             auth_pause_ms: 60_000,
-            verify_max_reads: 3,
             shutdown_grace_ms: 30_000,
             jitter_seed: None,
             salesforce: RateConfig::for_crm(Crm::Salesforce),

@@ -2,11 +2,12 @@
 //! makes one call: mark the batch in flight (one store batch), read owners
 //! when worth it, send the update, report back.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use allot_core::{Crm, Millis, ObjectKind};
-use allot_crm::{CrmClient, CrmError, LimitInfo, RecordResult};
+use allot_crm::{CrmClient, CrmError, LimitInfo, RecordRead, RecordResult};
 use allot_store::{OutboxKey, OutboxState, Store, StoreError};
 use serde_json::Value;
 
@@ -47,6 +48,26 @@ pub struct CallReport {
     pub limit_info: Option<LimitInfo>,
     /// The store refused to mark the batch in flight: nothing was sent.
     pub store_error: Option<WriterError>,
+    /// For a probe (no items, no call): each fenced record read and the
+    /// owner the CRM shows (`None`: missing or not read).
+    pub probed: Vec<(OutboxKey, Option<String>)>,
+}
+
+impl CallReport {
+    fn new(crm: Crm, object: ObjectKind, items: Vec<Candidate>) -> CallReport {
+        CallReport {
+            crm,
+            object,
+            items,
+            sent: Vec::new(),
+            skipped: Vec::new(),
+            result: None,
+            elapsed: Duration::ZERO,
+            limit_info: None,
+            store_error: None,
+            probed: Vec::new(),
+        }
+    }
 }
 
 /// The field holding a record's owner in `crm`.
@@ -72,27 +93,23 @@ where
     }
 }
 
-/// Makes one call for `batch` (see the module doc). `reads` is how many
-/// owner reads to make first (0 or every item; see [`Planned::reads`]).
+/// Makes one call for `batch` (see the module doc), after batched owner
+/// reads of the items worth reading when `read` (see [`Planned::reads`]).
 pub async fn call(
     store: Arc<Store>,
     client: CrmClient,
     batch: Planned,
-    reads: usize,
+    read: bool,
     now_ms: Millis,
 ) -> CallReport {
     let Planned { crm, object, items } = batch;
-    let mut report = CallReport {
-        crm,
-        object,
-        items: items.clone(),
-        sent: Vec::new(),
-        skipped: Vec::new(),
-        result: None,
-        elapsed: Duration::ZERO,
-        limit_info: None,
-        store_error: None,
-    };
+    let mut report = CallReport::new(crm, object, items.clone());
+    // Decided before the items are marked in flight below.
+    let worth: HashSet<String> = items
+        .iter()
+        .filter(|c| read && c.worth_reading())
+        .map(|c| c.entry.change.record_id.clone())
+        .collect();
     let marks: Vec<(OutboxKey, Millis)> = items
         .iter()
         .map(|c| (c.key(), c.entry.change.decided_at))
@@ -126,8 +143,8 @@ pub async fn call(
             c
         })
         .collect();
-    if reads > 0 {
-        let (skip, write) = read_owners(&client, object, sent).await;
+    if !worth.is_empty() {
+        let (skip, write) = read_owners(&client, object, sent, &worth).await;
         report.skipped = skip;
         sent = write;
     }
@@ -154,32 +171,84 @@ pub async fn call(
 }
 
 /// Splits `items` into those the CRM already shows with the wanted owner
-/// and those to write. A failed or missing read means "write it".
+/// and those to write. Only the records in `worth` are read, in batched
+/// reads (`max_read` ids per call); a failed or missing read means "write it".
 async fn read_owners(
     client: &CrmClient,
     object: ObjectKind,
     items: Vec<Candidate>,
+    worth: &HashSet<String>,
 ) -> (Vec<Candidate>, Vec<Candidate>) {
-    let field = owner_field(client.crm());
+    let ids: Vec<&str> = items
+        .iter()
+        .map(|c| c.entry.change.record_id.as_str())
+        .filter(|id| worth.contains(*id))
+        .collect();
+    let current = current_owners(client, object, &ids).await;
     let (mut skip, mut write) = (Vec::new(), Vec::new());
     for c in items {
         let change = &c.entry.change;
-        let current = match client.get_record(object, &change.record_id, &[field]).await {
-            Ok(Some(fields)) => fields
-                .get(field)
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::debug!(crm = %client.crm(), record_id = %change.record_id, error = %e, "owner read failed, writing instead");
-                None
-            }
-        };
-        if current.as_deref() == Some(change.owner.as_str()) {
-            skip.push(c);
-        } else {
-            write.push(c);
+        match current.get(change.record_id.as_str()) {
+            Some(Some(owner)) if *owner == change.owner => skip.push(c),
+            _ => write.push(c),
         }
     }
     (skip, write)
+}
+
+/// Reads fenced records' owners (see [`super::book::Fence`]): one report
+/// with no items and no call, only what was read.
+pub async fn probe(client: CrmClient, object: ObjectKind, keys: Vec<OutboxKey>) -> CallReport {
+    let ids: Vec<&str> = keys.iter().map(|k| k.record_id.as_str()).collect();
+    let mut current = current_owners(&client, object, &ids).await;
+    drop(ids);
+    let mut report = CallReport::new(client.crm(), object, Vec::new());
+    report.limit_info = client.limit_info();
+    report.probed = keys
+        .into_iter()
+        .map(|k| {
+            let owner = current.remove(k.record_id.as_str()).flatten();
+            (k, owner)
+        })
+        .collect();
+    report
+}
+
+/// Read calls needed for `n` records.
+pub fn read_calls(client: &CrmClient, n: usize) -> usize {
+    n.div_ceil(client.max_read().max(1))
+}
+
+/// The owner the CRM shows for each of `ids` that could be read (`None`:
+/// the record is missing or has no owner); ids whose read failed are absent.
+async fn current_owners(
+    client: &CrmClient,
+    object: ObjectKind,
+    ids: &[&str],
+) -> HashMap<String, Option<String>> {
+    let field = owner_field(client.crm());
+    let mut out = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(client.max_read().max(1)) {
+        match client.read_records(object, chunk, &[field]).await {
+            Ok(reads) => {
+                let mut reads: HashMap<String, RecordRead> = reads.into_iter().collect();
+                for id in chunk {
+                    match reads.remove(*id) {
+                        Some(RecordRead::Found(fields)) => {
+                            let owner = fields.get(field).and_then(Value::as_str);
+                            out.insert(id.to_string(), owner.map(str::to_string));
+                        }
+                        Some(RecordRead::Missing) => {
+                            out.insert(id.to_string(), None);
+                        }
+                        Some(RecordRead::NotRead(_)) | None => {}
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(crm = %client.crm(), %object, records = chunk.len(), error = %e, "owner read failed, writing instead");
+            }
+        }
+    }
+    out
 }

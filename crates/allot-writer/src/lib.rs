@@ -38,11 +38,17 @@
 //!   decisions for those records wait `in_flight_timeout_ms` (the requeued
 //!   decision itself may go at once: it writes the same owner).
 //!
-//! **Reading before writing**: the current owner is read only when a read
-//! can replace the write: every record of the batch is a candidate (its
-//! previous owner equals the new one, or it was in flight before a restart)
-//! and there are at most `verify_max_reads` of them. A matching owner is
-//! marked done without a write (`allot_writer_skipped_total`).
+//!   A fence ends early when a read of the record (a probe, batched, at most
+//!   every 2 s) shows the owner of the write that was feared to land: it
+//!   has landed and cannot land again.
+//!
+//! **Reading before writing**: current owners are read in batched reads
+//! (`composite/sobjects`, `batch/read`: 2,000 or 100 ids per call) when a
+//! read can replace the write (every record of the batch was thought to
+//! have the owner already, or was sent before a restart) or when some
+//! records of the batch were sent before a restart: those that landed are
+//! not written twice. A matching owner is marked done without a write
+//! (`allot_writer_skipped_total`).
 //!
 //! One writer runs per store.
 
@@ -304,12 +310,16 @@ impl Writer {
             let Some(li) = self.lane_index(batch.crm) else {
                 continue;
             };
-            let reads = batch.reads(self.config.verify_max_reads);
+            let reads = batch.reads();
             let lane = &mut self.lanes[li];
             if lane.in_calls >= lane.max_concurrent {
                 continue;
             }
-            if let Err(wait) = lane.budget.try_acquire(1 + reads as u32) {
+            let calls = 1 + lane::read_calls(&lane.client, reads);
+            if let Err(wait) = lane
+                .budget
+                .try_acquire(u32::try_from(calls).unwrap_or(u32::MAX))
+            {
                 let at = now.saturating_add(wait);
                 wake = Some(wake.map_or(at, |w| w.min(at)));
                 continue;
@@ -321,13 +331,14 @@ impl Writer {
                 self.store.clone(),
                 lane.client.clone(),
                 batch,
-                reads,
+                reads > 0,
                 now_ms(),
             );
             let handle = self.calls.spawn(task);
             self.tasks.insert(handle.id(), (lane.crm, items));
             launched += 1;
         }
+        self.launch_probes(sel.probe, &crms);
         let idle = self.lanes.iter().all(|l| l.in_calls == 0);
         self.read_limit = if full && launched == 0 && idle {
             (limit.saturating_mul(2)).min(self.config.read_limit.saturating_mul(READ_GROWTH))
@@ -362,6 +373,40 @@ impl Writer {
                 Ok(())
             }
             None => Ok(()),
+        }
+    }
+
+    /// Reads the owners of fenced records, batched per CRM and object kind,
+    /// when the lane has a free call and budget; a probe that cannot go now
+    /// is offered again later (see [`book::PROBE_EVERY_MS`]).
+    fn launch_probes(&mut self, probe: Vec<allot_store::OutboxEntry>, crms: &[Crm]) {
+        let mut groups: std::collections::BTreeMap<(usize, allot_core::ObjectKind), Vec<_>> =
+            std::collections::BTreeMap::new();
+        for e in probe {
+            let Some(li) = batcher::route(&e.change, crms).and_then(|c| self.lane_index(c)) else {
+                continue;
+            };
+            groups
+                .entry((li, e.change.object))
+                .or_default()
+                .push(allot_store::OutboxKey::of(&e.change));
+        }
+        for ((li, object), keys) in groups {
+            let lane = &mut self.lanes[li];
+            let calls = lane::read_calls(&lane.client, keys.len());
+            if lane.in_calls >= lane.max_concurrent
+                || lane
+                    .budget
+                    .try_acquire(u32::try_from(calls).unwrap_or(u32::MAX))
+                    .is_err()
+            {
+                continue;
+            }
+            lane.in_calls += 1;
+            let handle = self
+                .calls
+                .spawn(lane::probe(lane.client.clone(), object, keys));
+            self.tasks.insert(handle.id(), (lane.crm, Vec::new()));
         }
     }
 

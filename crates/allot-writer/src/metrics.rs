@@ -21,6 +21,9 @@ pub struct WriterMetrics {
     pub failed: IntCounterVec,
     /// Changes not written because the CRM already showed the owner.
     pub skipped: IntCounterVec,
+    /// Fences lifted early: a read showed that the write feared to land
+    /// late had landed.
+    pub fences_lifted: IntCounterVec,
     /// Duration of update calls.
     pub call_seconds: HistogramVec,
     /// 1 while writing to a CRM is stopped for its daily quota.
@@ -47,6 +50,7 @@ impl WriterMetrics {
         registry.register(Box::new(self.retries.clone()))?;
         registry.register(Box::new(self.failed.clone()))?;
         registry.register(Box::new(self.skipped.clone()))?;
+        registry.register(Box::new(self.fences_lifted.clone()))?;
         registry.register(Box::new(self.call_seconds.clone()))?;
         registry.register(Box::new(self.quota_exhausted.clone()))?;
         registry.register(Box::new(self.rate_headroom.clone()))
@@ -95,6 +99,11 @@ impl WriterMetrics {
             skipped: counter(
                 "skipped_total",
                 "owner changes the crm already showed",
+                &["crm"],
+            ),
+            fences_lifted: counter(
+                "fences_lifted_total",
+                "records written again before in_flight_timeout_ms: a read showed the earlier write had landed",
                 &["crm"],
             ),
             call_seconds,

@@ -16,7 +16,7 @@ use super::root;
 pub(super) fn exported() -> BTreeMap<String, BTreeSet<String>> {
     let m = Metrics::new();
     let w = WriterMetrics::unprefixed();
-    let collectors: [&dyn Collector; 22] = [
+    let collectors: [&dyn Collector; 25] = [
         &m.consumed,
         &m.decoded,
         &m.deduped,
@@ -31,11 +31,14 @@ pub(super) fn exported() -> BTreeMap<String, BTreeSet<String>> {
         &m.decisions,
         &m.lag,
         &m.batch_seconds,
+        &m.store_bytes,
+        &m.retention_pruned,
         &w.changes_written,
         &w.calls,
         &w.retries,
         &w.failed,
         &w.skipped,
+        &w.fences_lifted,
         &w.call_seconds,
         &w.quota_exhausted,
         &w.rate_headroom,

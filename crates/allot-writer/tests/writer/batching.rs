@@ -164,7 +164,7 @@ async fn an_owner_the_crm_already_shows_is_read_not_written() {
     let m = w.stop().await.unwrap();
     assert_eq!(m.skipped.with_label_values(&["salesforce"]).get(), 1);
     assert_eq!(emu.calls("sf.composite"), 0);
-    assert_eq!(emu.calls("sf.sobject.get"), 1);
+    assert_eq!(emu.calls("sf.composite.read"), 1, "one batched read");
     let entry = store.outbox_get(&OutboxKey::of(&same)).unwrap().unwrap();
     assert_eq!(entry.state, OutboxState::Done);
 }
